@@ -1,0 +1,118 @@
+"""Trainer's work: build one candidate, warm-start it from its parent, train, export, record. Never decides."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from components.artifacts import CANDIDATES_FILE, SCHEMA_FILE
+from modelsearch.config import SearchConfig
+from modelsearch.trialstore import Trial, TrialStore
+
+WEIGHTS_FILE = "weights.weights.h5"
+SERVING_DIR = "Format-Serving"  # where TFX's Pusher looks for a SavedModel in a Model artifact
+
+
+def read_schema(transform_dir: str) -> dict:
+    with open(os.path.join(transform_dir, SCHEMA_FILE)) as f:
+        return json.load(f)
+
+
+def build_compiled(spec: dict, schema: dict, config: SearchConfig):
+    import blocks
+    blocks.load_user_blocks(config.custom_blocks)
+    model = blocks.build_model(spec, tuple(schema["input_shape"]), schema["task"])
+    blocks.compile_model(model, spec, schema["task"])
+    return model
+
+
+def load_trial_model(trial: Trial, schema: dict, config: SearchConfig):
+    """A completed trial's Keras model, rebuilt from its spec and loaded with its trained weights."""
+    model = build_compiled(trial.spec, schema, config)
+    model.load_weights(os.path.join(trial.model_uri, WEIGHTS_FILE))
+    return model
+
+
+def evaluate(model, x, y, task: dict, prefix: str) -> dict:
+    values = model.evaluate(x, y, verbose=0, return_dict=True, batch_size=256)
+    return {f"{prefix}_{k}": float(v) for k, v in values.items()}
+
+
+def train_trial(candidate: dict, examples_dir: str, transform_dir: str, store: TrialStore, study: str,
+                config: SearchConfig, model_dir: str) -> Trial:
+    """Trains one candidate and records it as a trial (completed or failed); returns the trial."""
+    import keras
+    from components.preprocess.executor import load_split
+    from components.preprocess.serving import export_serving_model
+    from components.trainer.weight_sharing import copy_matching_weights
+
+    schema = read_schema(transform_dir)
+    task = schema["task"]
+    spec, parent_id, seed = candidate["spec"], candidate.get("parent_id"), int(candidate.get("seed", 0))
+    trial_id = store.start_trial(study, spec, parent_id=parent_id, mutation=candidate.get("mutation", ""),
+                                 round=int(candidate.get("round", 0)), seed=seed)
+    started = time.time()
+    try:
+        keras.utils.set_random_seed(seed)
+        model = build_compiled(spec, schema, config)
+        inherited = 0
+        if parent_id is not None:
+            inherited = copy_matching_weights(model, load_trial_model(store.get(parent_id), schema, config))
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
+            load_split(examples_dir, split, schema) for split in ("train", "validation", "test"))
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                             restore_best_weights=True)
+        history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=config.max_epochs,
+                            batch_size=int(spec["knobs"].get("batch_size", 64)), callbacks=[stop], verbose=0)
+        metrics = {**evaluate(model, x_val, y_val, task, "val"), **evaluate(model, x_test, y_test, task, "test")}
+        metrics["objective"] = metrics["val_accuracy"] if task["type"] == "classification" else -metrics["val_loss"]
+        metrics["epochs"] = len(history.history["loss"])
+        train_seconds = time.time() - started
+        os.makedirs(model_dir, exist_ok=True)
+        model.save_weights(os.path.join(model_dir, WEIGHTS_FILE))
+        with open(os.path.join(model_dir, "spec.json"), "w") as f:
+            json.dump(spec, f, indent=1)
+        export_serving_model(model, transform_dir, schema, os.path.join(model_dir, SERVING_DIR))
+        store.complete_trial(trial_id, metrics, model.count_params(), inherited, model_dir, train_seconds)
+    except Exception:  # a failed candidate is a result of the search, not a crash of the pipeline
+        store.fail_trial(trial_id, traceback.format_exc())
+    trial = store.get(trial_id)
+    print(progress_line(trial, time.time() - started), file=sys.stderr, flush=True)
+    return trial
+
+
+def progress_line(trial: Trial, seconds: float) -> str:
+    depth = len(trial.spec["blocks"])
+    arch = "+".join(b["name"] for b in trial.spec["blocks"])
+    origin = f"from {trial.parent_id} by {trial.mutation}" if trial.parent_id is not None else "random"
+    if trial.state != "completed":
+        last = trial.error.strip().splitlines()[-1] if trial.error.strip() else "unknown error"
+        return f"[modelsearch] trial {trial.trial_id} round {trial.round} FAILED ({arch}, {origin}): {last}"
+    m = trial.metrics
+    score = (f"val_accuracy={m['val_accuracy']:.4f} test_accuracy={m['test_accuracy']:.4f}"
+             if "val_accuracy" in m else f"val_loss={m['val_loss']:.4g} test_loss={m['test_loss']:.4g}")
+    return (f"[modelsearch] trial {trial.trial_id} round {trial.round}: {score} params={trial.num_params:,} "
+            f"depth={depth} [{arch}] {origin} inherited={trial.num_inherited} ({seconds:.0f}s)")
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):
+        with open(os.path.join(artifact_utils.get_single_uri(input_dict["candidates"]), CANDIDATES_FILE)) as f:
+            candidates = json.load(f)
+        index = int(exec_properties["index"])
+        if index >= len(candidates):
+            return  # the search space ran out of new architectures: nothing left to train
+        model_dir = artifact_utils.get_single_uri(output_dict["model"])
+        trial = train_trial(
+            candidates[index], artifact_utils.get_single_uri(input_dict["transformed_examples"]),
+            artifact_utils.get_single_uri(input_dict["transform_graph"]),
+            TrialStore(exec_properties["trial_store"]), exec_properties["study"],
+            SearchConfig.from_json(exec_properties["search_config"]), model_dir)
+        [model] = output_dict["model"]
+        model.set_int_custom_property("trial_id", trial.trial_id)
+        model.set_string_custom_property("trial_state", trial.state)

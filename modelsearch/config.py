@@ -1,0 +1,99 @@
+"""The search configuration: a JSON file, every key optional, each checked with a clear error."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from modelsearch.errors import UserError
+
+DEFAULT_KNOBS = {
+    "learning_rate": [0.001, 0.003, 0.0003, 0.01],
+    "optimizer": ["adam", "adamw", "rmsprop", "sgd"],
+    "dropout": [0.0, 0.1, 0.2, 0.3],
+    "batch_size": [64, 32, 128],
+}
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    strategy: str = "beam"          # a module in modelsearch/strategies/
+    beam_size: int = 3              # top-k completed trials the beam keeps
+    p_deeper: float = 0.5           # probability that a mutation appends a block
+    min_completed: int = 2          # random architectures until this many trials completed
+    initial_depth: list = dataclasses.field(default_factory=lambda: [1, 2])
+    max_depth: int = 6
+    families: list | None = None    # restrict the block families (None: all that fit the input)
+    blocks: list | None = None      # restrict to these block names
+    custom_blocks: list = dataclasses.field(default_factory=list)  # see blocks/user.py
+    knobs: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_KNOBS))
+    max_epochs: int = 60
+    patience: int = 8
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict | str, source: str = "search configuration") -> "SearchConfig":
+        if isinstance(data, str):
+            data = json.loads(data)
+        if not isinstance(data, dict):
+            raise UserError(f"{source}: expected a JSON object of settings, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(fields)}")
+        config = cls(**data)
+        config.knobs = {**DEFAULT_KNOBS, **config.knobs}
+        config.check(source)
+        return config
+
+    def check(self, source: str = "search configuration") -> None:
+        def fail(message):
+            raise UserError(f"{source}: {message}")
+
+        from modelsearch import strategies
+        if self.strategy not in strategies.names():
+            fail(f"unknown strategy {self.strategy!r}; choose one of {', '.join(strategies.names())}")
+        for name in ("beam_size", "max_depth", "max_epochs", "patience", "min_completed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "min_completed" else 1):
+                fail(f"{name} must be a positive whole number, got {value!r}")
+        if not isinstance(self.p_deeper, (int, float)) or not 0 <= self.p_deeper <= 1:
+            fail(f"p_deeper must be a probability between 0 and 1, got {self.p_deeper!r}")
+        depth = self.initial_depth
+        if (not isinstance(depth, list) or len(depth) != 2 or not all(isinstance(d, int) for d in depth)
+                or not 1 <= depth[0] <= depth[1] <= self.max_depth):
+            fail(f"initial_depth must be [min, max] with 1 <= min <= max <= max_depth, got {depth!r}")
+        for name in ("families", "blocks"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, list) or not value
+                                      or not all(isinstance(v, str) for v in value)):
+                fail(f"{name} must be a non-empty list of names, got {value!r}")
+        if not isinstance(self.custom_blocks, list) or not all(isinstance(b, dict) for b in self.custom_blocks):
+            fail("custom_blocks must be a list of objects like "
+                 '{"name": "my_block", "path": "my_package.my_module.my_function", "ranks": [1]}')
+        if not isinstance(self.knobs, dict):
+            fail("knobs must be an object mapping a knob name to its list of choices")
+        for name, choices in self.knobs.items():
+            if name not in DEFAULT_KNOBS:
+                fail(f"unknown knob {name!r}; knobs: {', '.join(DEFAULT_KNOBS)}")
+            if not isinstance(choices, list) or not choices:
+                fail(f"knob {name!r} must be a non-empty list of choices, got {choices!r}")
+
+
+def load_config(path: str | None, overrides: dict | None = None) -> SearchConfig:
+    """Reads the JSON file at `path` (None: defaults) and applies command-line overrides."""
+    data = {}
+    if path:
+        if not os.path.isfile(path):
+            raise UserError(f"search configuration {path} does not exist: pass the path of a JSON file")
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"search configuration {path} is not valid JSON ({e}); fix the file") from None
+        if not isinstance(data, dict):
+            raise UserError(f"search configuration {path}: expected a JSON object of settings")
+    data = {**data, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    return SearchConfig.from_json(data, source=f"search configuration {path}" if path else "search settings")

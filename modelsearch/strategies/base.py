@@ -1,0 +1,43 @@
+"""The one interface every search strategy implements. Strategies decide; they never train."""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import random
+
+
+@dataclasses.dataclass
+class Candidate:
+    spec: dict
+    parent_id: int | None = None
+    mutation: str = "random"
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def score(trial) -> float:
+    """Higher is better: trainers record metrics["objective"] (validation accuracy, or -validation loss)."""
+    return trial.metrics.get("objective", float("-inf"))
+
+
+class Strategy(abc.ABC):
+    @abc.abstractmethod
+    def propose(self, trials: list, n: int, space, rng: random.Random) -> list[Candidate]:
+        """`n` new candidates given every trial of the study so far (any state).
+
+        `space` offers random_spec(rng), mutate(spec, rng, p_deeper) -> (spec, mutation) | None
+        and key(spec); a strategy never proposes a key already in `trials` or twice in one call.
+        """
+
+
+def fill_random(candidates: list[Candidate], n: int, space, rng: random.Random, seen: set) -> list[Candidate]:
+    """Tops `candidates` up to `n` with random specs not in `seen`."""
+    for _ in range(1000 * n):
+        if len(candidates) >= n:
+            break
+        spec = space.random_spec(rng)
+        if space.key(spec) not in seen:
+            seen.add(space.key(spec))
+            candidates.append(Candidate(spec))
+    return candidates

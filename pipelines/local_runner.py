@@ -1,0 +1,36 @@
+"""Runs the pipeline on this machine: LocalDagRunner, SQLite for TFX's metadata and the trial store."""
+from __future__ import annotations
+
+import os
+import uuid
+
+from modelsearch.config import SearchConfig
+
+PIPELINE_NAME = "modelsearch"
+
+
+def paths(output_dir: str) -> dict:
+    output_dir = os.path.abspath(output_dir)
+    return {"pipeline_root": os.path.join(output_dir, "pipeline"),
+            "tfx_metadata": os.path.join(output_dir, "tfx_metadata.sqlite"),
+            "trial_store": {"sqlite": os.path.join(output_dir, "trials.sqlite")}}
+
+
+def run(output_dir: str, data_path: str, label: str, study: str, search_config: SearchConfig, rounds: int,
+        trainers_per_round: int, seed: int = 0, problem_type: str = "", trial_store: dict | None = None) -> dict:
+    """Runs the search; returns the trial-store config the trials were written to."""
+    from tfx.orchestration import metadata
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from pipelines.pipeline import create_pipeline
+
+    where = paths(output_dir)
+    stat = os.stat(data_path)
+    trial_store = trial_store or where["trial_store"]
+    LocalDagRunner().run(create_pipeline(
+        pipeline_name=PIPELINE_NAME, pipeline_root=where["pipeline_root"], data_path=os.path.abspath(data_path),
+        label=label, study=study, trial_store=trial_store, search_config=search_config, rounds=rounds,
+        trainers_per_round=trainers_per_round, seed=seed, problem_type=problem_type,
+        run_id=uuid.uuid4().hex, data_fingerprint=f"{stat.st_size}:{stat.st_mtime_ns}",
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(where["tfx_metadata"])))
+    return trial_store

@@ -1,0 +1,45 @@
+"""create_pipeline: the one DAG factory. Runners (local, Kubeflow V2) only choose configuration.
+
+Preprocess -> R rounds of [SearchGenerator -> K Trainers]. TFX has no dynamic fan-out, so the
+trainers are a static loop of nodes; each round's generator runs after every trainer of the round
+before (it reads their trials from the trial store, not from their artifacts).
+"""
+from __future__ import annotations
+
+import json
+
+from tfx.orchestration import pipeline as tfx_pipeline
+
+from components.preprocess.component import Preprocess
+from components.search_generator.component import SearchGenerator
+from components.trainer.component import Trainer
+from modelsearch.config import SearchConfig
+
+
+def create_pipeline(pipeline_name: str, pipeline_root: str, data_path: str, label: str, study: str,
+                    trial_store: dict, search_config: SearchConfig, rounds: int, trainers_per_round: int,
+                    seed: int = 0, problem_type: str = "", run_id: str = "", data_fingerprint: str = "",
+                    metadata_connection_config=None, beam_pipeline_args: list | None = None,
+                    enable_cache: bool = True) -> tfx_pipeline.Pipeline:
+    preprocess = Preprocess(data_path=data_path, label=label, problem_type=problem_type, seed=seed,
+                            data_fingerprint=data_fingerprint)
+    store_json, config_json = json.dumps(trial_store, sort_keys=True), json.dumps(search_config.to_json())
+    nodes, previous_round = [preprocess], []
+    for r in range(rounds):
+        generator = SearchGenerator(
+            transform_graph=preprocess.outputs["transform_graph"], study=study, trial_store=store_json,
+            search_config=config_json, num_candidates=trainers_per_round, seed=seed,
+            run_id=f"{run_id}/{r}").with_id(f"search_generator_r{r}")
+        for trainer in previous_round:
+            generator.add_upstream_node(trainer)
+        previous_round = [
+            Trainer(transformed_examples=preprocess.outputs["transformed_examples"],
+                    transform_graph=preprocess.outputs["transform_graph"],
+                    candidates=generator.outputs["candidates"], study=study, trial_store=store_json,
+                    search_config=config_json, index=k).with_id(f"trainer_r{r}_{k}")
+            for k in range(trainers_per_round)]
+        nodes += [generator, *previous_round]
+    return tfx_pipeline.Pipeline(
+        pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=nodes,
+        enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [])

@@ -1,0 +1,125 @@
+"""Search: random specs, mutation rules, beam selection, strategies. Nothing here trains."""
+import random
+
+import pytest
+
+from modelsearch import strategies
+from modelsearch.config import SearchConfig, load_config
+from modelsearch.errors import UserError
+from modelsearch.space import SearchSpace
+from modelsearch.strategies.beam_search import BeamSearch
+from modelsearch.trialstore import Trial
+
+import blocks
+
+
+def make_trials(space, scores, rng):
+    trials = []
+    for i, s in enumerate(scores):
+        spec = space.random_spec(rng)
+        while space.key(spec) in {space.key(t.spec) for t in trials}:
+            spec = space.random_spec(rng)
+        trials.append(Trial(trial_id=i + 1, study="s", state="completed", spec=spec, metrics={"objective": s}))
+    return trials
+
+
+@pytest.mark.parametrize("shape", [(64,), (12, 3), (8, 8, 1)])
+def test_mutations_are_valid_and_deterministic(shape):
+    space = SearchSpace(SearchConfig(), shape)
+    rng = random.Random(1)
+    spec = space.random_spec(rng)
+    kinds = set()
+    for i in range(200):
+        out = space.mutate(spec, random.Random(i), p_deeper=0.5)
+        if out is None:
+            continue
+        child, mutation = out
+        blocks.validate_spec(child, len(shape))
+        assert space.key(child) != space.key(spec), mutation
+        assert len(child["blocks"]) <= space.config.max_depth
+        kinds.add(mutation.split(":")[0])
+        assert space.mutate(spec, random.Random(i), 0.5) == out  # same seed, same mutation
+    assert {"add_block", "replace_block", "knob", "width"} <= kinds
+
+
+def test_p_deeper_one_always_appends():
+    space = SearchSpace(SearchConfig(), (10,))
+    spec = space.random_spec(random.Random(0))
+    for i in range(20):
+        child, mutation = space.mutate(spec, random.Random(i), p_deeper=1.0)
+        assert mutation.startswith("add_block") and child["blocks"][:-1] == spec["blocks"]
+
+
+def test_space_only_uses_blocks_that_fit_the_input():
+    for shape, rank in [((5,), 1), ((6, 2), 2), ((8, 8, 3), 3)]:
+        space = SearchSpace(SearchConfig(), shape)
+        assert space.blocks and all(rank in b.ranks for b in space.blocks)
+
+
+def test_key_ignores_explicit_defaults():
+    space = SearchSpace(SearchConfig(), (10,))
+    spec = {"blocks": [{"name": "dense", "params": {}}], "head": "none", "knobs": {}}
+    full = {"blocks": [{"name": "dense", "params": blocks.default_params(blocks.get("dense"))}],
+            "head": "none", "knobs": {}}
+    assert space.key(spec) == space.key(full)
+
+
+def test_beam_keeps_top_k_and_mutates_only_members():
+    space = SearchSpace(SearchConfig(), (10,))
+    trials = make_trials(space, [0.5, 0.9, 0.7, 0.95, 0.6], random.Random(0))
+    strategy = BeamSearch(beam_size=2, p_deeper=0.5, min_completed=2)
+    assert [t.trial_id for t in strategy.beam(trials)] == [4, 2]
+    candidates = strategy.propose(trials, 6, space, random.Random(3))
+    assert len(candidates) == 6
+    assert {c.parent_id for c in candidates} <= {4, 2}
+    keys = [space.key(c.spec) for c in candidates]
+    assert len(set(keys)) == 6 and not set(keys) & {space.key(t.spec) for t in trials}
+    again = strategy.propose(trials, 6, space, random.Random(3))
+    assert [c.spec for c in again] == [c.spec for c in candidates]
+
+
+def test_beam_starts_random_until_enough_trials():
+    space = SearchSpace(SearchConfig(), (10,))
+    strategy = BeamSearch(beam_size=3, min_completed=2)
+    first = strategy.propose([], 3, space, random.Random(0))
+    assert all(c.parent_id is None and c.mutation == "random" for c in first)
+    assert all(1 <= len(c.spec["blocks"]) <= 2 for c in first)
+    one = make_trials(space, [0.5], random.Random(1))
+    assert all(c.parent_id is None for c in strategy.propose(one, 2, space, random.Random(0)))
+
+
+def test_never_repeats_even_in_a_tiny_space():
+    config = SearchConfig(blocks=["dense"], knobs={"learning_rate": [0.001], "optimizer": ["adam"],
+                                                   "dropout": [0.0], "batch_size": [64]},
+                          initial_depth=[1, 1], max_depth=1)
+    space = SearchSpace(config, (4,))
+    strategy = strategies.create("random")
+    seen, trials = set(), []
+    for i in range(40):
+        batch = strategy.propose(trials, 2, space, random.Random(i))
+        for c in batch:
+            assert space.key(c.spec) not in seen
+            seen.add(space.key(c.spec))
+            trials.append(Trial(trial_id=len(trials) + 1, study="s", state="completed", spec=c.spec))
+        if not batch:
+            break
+    assert 0 < len(seen) < 80  # the space is finite: the strategy stops instead of repeating
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(UserError, match="unknown setting"):
+        SearchConfig.from_json({"beam": 3})
+    with pytest.raises(UserError, match="p_deeper"):
+        SearchConfig.from_json({"p_deeper": 2})
+    with pytest.raises(UserError, match="unknown strategy"):
+        SearchConfig.from_json({"strategy": "genetic"})
+    bad = tmp_path / "c.json"
+    bad.write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_config(str(bad))
+    with pytest.raises(UserError, match="does not exist"):
+        load_config(str(tmp_path / "missing.json"))
+    with pytest.raises(UserError, match="unknown block"):
+        SearchSpace(SearchConfig(blocks=["dense", "warp_drive"]), (4,))
+    with pytest.raises(UserError, match="do not accept"):
+        SearchSpace(SearchConfig(blocks=["conv"]), (4,))

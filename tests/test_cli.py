@@ -1,0 +1,84 @@
+"""Bad input: one line naming the problem and the fix, exit code 2, no traceback, nothing lost."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.cli import main
+
+GOOD_ROWS = "a,b,color,label\n" + "".join(f"{i % 7},{i * 0.5},{'red' if i % 2 else 'blue'},{i % 3}\n"
+                                          for i in range(40))
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.fixture
+def csv_file(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text(GOOD_ROWS)
+    return path
+
+
+def test_missing_file(tmp_path, capsys):
+    code, err = run_cli(capsys, "run", "--data", str(tmp_path / "nope.csv"), "--label", "y",
+                        "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "nope.csv" in err and "Traceback" not in err
+
+
+def test_empty_file(tmp_path, capsys):
+    (tmp_path / "e.csv").write_text("")
+    code, err = run_cli(capsys, "run", "--data", str(tmp_path / "e.csv"), "--label", "y",
+                        "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "empty" in err.lower()
+
+
+def test_missing_label_column(csv_file, tmp_path, capsys):
+    code, err = run_cli(capsys, "run", "--data", str(csv_file), "--label", "target", "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "target" in err and "label" in err
+
+
+def test_label_with_one_class(tmp_path, capsys):
+    path = tmp_path / "one.csv"
+    path.write_text("a,label\n" + "".join(f"{i},x\n" for i in range(30)))
+    code, err = run_cli(capsys, "run", "--data", str(path), "--label", "label", "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "class" in err
+
+
+def test_unknown_block_in_config(csv_file, tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"blocks": ["dense", "hyperdrive"]}))
+    code, err = run_cli(capsys, "run", "--data", str(csv_file), "--label", "label", "--config", str(config),
+                        "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "hyperdrive" in err
+
+
+def test_malformed_config(csv_file, tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text('{"beam_size": 3,')
+    code, err = run_cli(capsys, "run", "--data", str(csv_file), "--label", "label", "--config", str(config),
+                        "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "JSON" in err
+    config.write_text('{"beam_size": -1}')
+    code, err = run_cli(capsys, "run", "--data", str(csv_file), "--label", "label", "--config", str(config),
+                        "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "beam_size" in err
+
+
+def test_bad_custom_block_path(csv_file, tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"custom_blocks": [{"name": "mine", "path": "no_such_pkg.block", "ranks": [1]}]}))
+    code, err = run_cli(capsys, "run", "--data", str(csv_file), "--label", "label", "--config", str(config),
+                        "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "no_such_pkg" in err
+
+
+def test_help_is_fast_and_exits_zero():
+    # --help must not import TensorFlow: a fresh interpreter shows it.
+    out = subprocess.run([sys.executable, "-c", "import sys; from pipelines.cli import make_parser; "
+                          "make_parser(); print('tensorflow' in sys.modules)"], capture_output=True, text=True)
+    assert out.stdout.strip() == "False"

@@ -51,7 +51,7 @@ class SearchSpace:
         low, high = self.config.initial_depth
         for _ in range(100):
             spec = {"blocks": [self._random_block(rng) for _ in range(rng.randint(low, high))],
-                    "head": "avg" if self.rank > 1 else "none",
+                    "head": "avg",  # ignored by the builder for vectors
                     "knobs": self.default_knobs()}
             if self.is_valid(spec):
                 return spec

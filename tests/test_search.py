@@ -58,9 +58,9 @@ def test_space_only_uses_blocks_that_fit_the_input():
 
 def test_key_ignores_explicit_defaults():
     space = SearchSpace(SearchConfig(), (10,))
-    spec = {"blocks": [{"name": "dense", "params": {}}], "head": "none", "knobs": {}}
+    spec = {"blocks": [{"name": "dense", "params": {}}], "head": "avg", "knobs": {}}
     full = {"blocks": [{"name": "dense", "params": blocks.default_params(blocks.get("dense"))}],
-            "head": "none", "knobs": {}}
+            "head": "avg", "knobs": {}}
     assert space.key(spec) == space.key(full)
 
 

@@ -27,7 +27,7 @@ def model_for(spec, seed):
 def test_child_from_parent_weights_starts_with_lower_loss():
     x, y = data()
     knobs = {"learning_rate": 0.01, "optimizer": "adam", "dropout": 0.0, "batch_size": 32}
-    parent_spec = {"blocks": [{"name": "dense", "params": {"units": 32}}], "head": "none", "knobs": knobs}
+    parent_spec = {"blocks": [{"name": "dense", "params": {"units": 32}}], "head": "avg", "knobs": knobs}
     child_spec = {**parent_spec, "blocks": parent_spec["blocks"] + [
         {"name": "residual_dense", "params": {"units": 32}}]}
     parent = model_for(parent_spec, 1)
@@ -44,7 +44,7 @@ def test_child_from_parent_weights_starts_with_lower_loss():
 
 @pytest.mark.slow
 def test_same_architecture_inherits_every_tensor():
-    spec = {"blocks": [{"name": "dense", "params": {"units": 16}}], "head": "none", "knobs": {}}
+    spec = {"blocks": [{"name": "dense", "params": {"units": 16}}], "head": "avg", "knobs": {}}
     parent, child = model_for(spec, 1), model_for(spec, 2)
     assert copy_matching_weights(child, parent) == len(parent.weights)
     x, _ = data(5)

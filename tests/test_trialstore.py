@@ -2,7 +2,7 @@ import pytest
 
 from modelsearch.trialstore import COMPLETED, FAILED, RUNNING, TrialStore
 
-SPEC = {"blocks": [{"name": "dense", "params": {"units": 64}}], "head": "none", "knobs": {"learning_rate": 0.001}}
+SPEC = {"blocks": [{"name": "dense", "params": {"units": 64}}], "head": "avg", "knobs": {"learning_rate": 0.001}}
 
 
 def test_round_trip_and_lineage(tmp_path):

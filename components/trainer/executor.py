@@ -23,17 +23,20 @@ def read_schema(transform_dir: str) -> dict:
         return json.load(f)
 
 
-def build_compiled(spec: dict, schema: dict, config: SearchConfig):
+def build(spec: dict, schema: dict, config: SearchConfig):
     import blocks
     blocks.load_user_blocks(config.custom_blocks)
-    model = blocks.build_model(spec, tuple(schema["input_shape"]), schema["task"])
-    blocks.compile_model(model, spec, schema["task"])
-    return model
+    return blocks.build_model(spec, tuple(schema["input_shape"]), schema["task"])
+
+
+def build_compiled(spec: dict, schema: dict, config: SearchConfig):
+    import blocks
+    return blocks.compile_model(build(spec, schema, config), spec, schema["task"])
 
 
 def load_trial_model(trial: Trial, schema: dict, config: SearchConfig):
     """A completed trial's Keras model, rebuilt from its spec and loaded with its trained weights."""
-    model = build_compiled(trial.spec, schema, config)
+    model = build(trial.spec, schema, config)  # uncompiled: the optimizer state is not wanted
     model.load_weights(os.path.join(trial.model_uri, WEIGHTS_FILE))
     return model
 

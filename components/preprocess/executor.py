@@ -1,0 +1,249 @@
+"""Preprocess's work: a Beam + tensorflow-transform pipeline from a CSV to split, transformed tf.Examples.
+
+CSV lines -> raw dicts (fills for missing values) -> deterministic split by a seeded hash of the line
+-> tft analysis on train, the same transform applied to every split -> one float32 feature `x` of
+shape schema["input_shape"] and a `label` (int64 class index, or float32) per example, written as
+gzipped TFRecords in TFX's Examples layout (`Split-<name>/data-*.tfrecord.gz`); the transform graph
+goes to transform_dir, which serving uses to take raw features.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import zlib
+
+import numpy as np
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
+
+from components.artifacts import SCHEMA_FILE
+from components.preprocess.schema import infer_schema, normalize_label, to_number
+from modelsearch.errors import UserError
+
+SPLITS = (("train", 70), ("validation", 15), ("test", 15))
+# The in-process portable runner: offline (Beam 2.77's DirectRunner may hand the job to Prism, which
+# downloads a binary), deterministic, and no worker processes to start.
+DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner",)
+
+
+def _parse_line(schema: dict):
+    """A function from one CSV line to the raw feature dict, or None for a blank line."""
+    header, label = schema["csv_header"], schema["label"]
+    regression = schema["task"]["type"] == "regression"
+    columns = [(header.index(c["name"]), c) for c in schema["columns"]]
+    label_index = header.index(label)
+
+    def parse(line: str):
+        if not line.strip():
+            return None
+        fields = next(csv.reader([line]))
+        fields += [""] * (len(header) - len(fields))
+        row = {}
+        for i, column in columns:
+            value = fields[i].strip()
+            if column["kind"] == "numeric":
+                number = to_number(value)
+                row[column["name"]] = float(column["fill"] if number is None else number)
+            else:
+                row[column["name"]] = value.encode("utf-8")
+        value = fields[label_index].strip()
+        row[label] = (to_number(value) or 0.0) if regression else normalize_label(value).encode("utf-8")
+        return row
+
+    return parse
+
+
+def _split_index(line: str, seed: int, splits) -> int:
+    bucket = zlib.crc32(f"{seed}\x00{line}".encode("utf-8")) % sum(p for _, p in splits)
+    for i, (_, percent) in enumerate(splits):
+        if bucket < percent:
+            return i
+        bucket -= percent
+    return len(splits) - 1
+
+
+def _preprocessing_fn(schema: dict):
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    task = schema["task"]
+
+    def preprocessing_fn(inputs):
+        # Numeric columns are scaled together (one elementwise analyzer, not one per column: the graph,
+        # and so TFT's tracing time, stays small). Zero variance gives x - mean, i.e. 0.
+        numeric = [c["name"] for c in schema["columns"] if c["kind"] == "numeric"]
+        scaled = {}
+        if numeric:
+            z = tft.scale_to_z_score(tf.stack([inputs[name] for name in numeric], axis=1), elementwise=True)
+            z = tf.where(tf.math.is_finite(z), z, tf.zeros_like(z))
+            scaled = {name: z[:, j:j + 1] for j, name in enumerate(numeric)}
+        parts = []  # in schema column order
+        for i, column in enumerate(schema["columns"]):
+            if column["kind"] == "numeric":
+                parts.append(scaled[column["name"]])
+            else:
+                index = tft.compute_and_apply_vocabulary(inputs[column["name"]], top_k=column["vocab_size"],
+                                                         num_oov_buckets=1, vocab_filename=f"vocab_column_{i}")
+                parts.append(tf.one_hot(index, depth=column["vocab_size"] + 1, dtype=tf.float32))
+        outputs = {"x": tf.concat(parts, axis=1)}
+        y = inputs[schema["label"]]
+        if task["type"] == "classification":
+            # Class index by comparison with the (few) class names: no lookup table to re-initialise per batch.
+            # Every label is one of the classes (they were read from the same file).
+            matches = tf.equal(y[:, None], tf.constant(task["classes"])[None, :])
+            outputs["label"] = tf.where(tf.reduce_any(matches, axis=1),
+                                        tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64),
+                                        tf.constant(-1, tf.int64))
+        else:
+            outputs["label"] = tf.cast(y, tf.float32)
+        return outputs
+
+    return preprocessing_fn
+
+
+def _tensor_adapter_config(schema: dict):
+    """How TFT reads our raw Arrow record batches: one scalar dense tensor per raw column."""
+    import pyarrow as pa
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx_bsl.public import tfxio
+
+    fields = [pa.field(name, pa.large_list(arrow_type)) for name, arrow_type in _arrow_types(schema)]
+    representations = {
+        name: schema_pb2.TensorRepresentation(
+            dense_tensor=schema_pb2.TensorRepresentation.DenseTensor(column_name=name, shape=schema_pb2.FixedShape()))
+        for name, _ in _arrow_types(schema)}
+    return tfxio.TensorAdapterConfig(pa.schema(fields), representations)
+
+
+def _arrow_types(schema: dict) -> list:
+    import pyarrow as pa
+
+    types = [(c["name"], pa.float32() if c["kind"] == "numeric" else pa.large_binary()) for c in schema["columns"]]
+    regression = schema["task"]["type"] == "regression"
+    return [*types, (schema["label"], pa.float32() if regression else pa.large_binary())]
+
+
+def _to_record_batch(rows: list, arrow_types: list):
+    """Raw rows (dicts) as an Arrow record batch, the format TFT reads without re-encoding to tf.Example."""
+    import pyarrow as pa
+
+    arrays = [pa.array([[row[name]] for row in rows], type=pa.large_list(arrow_type))
+              for name, arrow_type in arrow_types]
+    return pa.RecordBatch.from_arrays(arrays, [name for name, _ in arrow_types])
+
+
+class _EncodeExamples:
+    """Transformed record batches -> serialized tf.Examples (tfx_bsl's C++ encoder) and a row counter."""
+
+    def __init__(self, split: str):
+        import apache_beam as beam
+
+        self._counter = beam.metrics.Metrics.counter("preprocess", f"rows_{split}")
+        self._encoder = None
+
+    def __call__(self, batch_and_passthrough):
+        from tfx_bsl.public import tfxio
+
+        if self._encoder is None:
+            self._encoder = tfxio.RecordBatchToExamplesEncoder()
+        batch = batch_and_passthrough[0]
+        self._counter.inc(batch.num_rows)
+        return self._encoder.encode(batch)
+
+
+def pipeline_args(beam_pipeline_args: list | None) -> list:
+    """The caller's Beam arguments, with the offline default runner unless they name one."""
+    args = list(beam_pipeline_args or [])
+    if not any(a == "--runner" or a.startswith("--runner=") for a in args):
+        args = [*DEFAULT_BEAM_ARGS, *args]
+    return args
+
+
+def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_dir: str, seed: int = 0,
+                   splits=SPLITS, beam_pipeline_args: list | None = None) -> None:
+    """Runs the Beam pipeline: split, analyse on train, transform every split, write examples and transform."""
+    import apache_beam as beam
+    import tensorflow_transform.beam as tft_beam
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    splits = tuple((str(name), int(percent)) for name, percent in splits)
+    adapter_config, arrow_types = _tensor_adapter_config(schema), _arrow_types(schema)
+    parse = _parse_line(schema)
+    with tempfile.TemporaryDirectory(prefix="tft-") as temp_dir:
+        pipeline = beam.Pipeline(options=PipelineOptions(pipeline_args(beam_pipeline_args)))
+        with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False):
+            lines = (pipeline
+                     | "Read" >> beam.io.ReadFromText(data_path, skip_header_lines=1)
+                     | "DropBlank" >> beam.Filter(lambda line: bool(line.strip())))
+            parts = lines | "Split" >> beam.Partition(lambda line, n: _split_index(line, seed, splits), len(splits))
+            raw = {name: (parts[i]
+                          | f"Parse[{name}]" >> beam.Map(parse)
+                          | f"Batch[{name}]" >> beam.BatchElements(min_batch_size=1, max_batch_size=1000)
+                          | f"ToArrow[{name}]" >> beam.Map(_to_record_batch, arrow_types))
+                   for i, (name, _) in enumerate(splits)}
+            train_name = splits[0][0]
+            (transformed_train, _), transform_fn = (
+                (raw[train_name], adapter_config) | "Analyze" >> tft_beam.AnalyzeAndTransformDataset(
+                    _preprocessing_fn(schema), output_record_batches=True))
+            _ = transform_fn | "WriteTransform" >> tft_beam.WriteTransformFn(transform_dir)
+            for name, _percent in splits:
+                if name == train_name:
+                    transformed = transformed_train
+                else:
+                    transformed, _ = ((raw[name], adapter_config), transform_fn) | f"Transform[{name}]" >> (
+                        tft_beam.TransformDataset(output_record_batches=True))
+                _ = (transformed
+                     | f"Encode[{name}]" >> beam.FlatMap(_EncodeExamples(name))
+                     | f"Write[{name}]" >> beam.io.WriteToTFRecord(
+                         os.path.join(examples_dir, f"Split-{name}", "data"), file_name_suffix=".tfrecord.gz",
+                         compression_type=CompressionTypes.GZIP))
+            result = pipeline.run()
+            result.wait_until_finish()
+    counts = {name: 0 for name, _ in splits}
+    for entry in result.metrics().query(MetricsFilter().with_namespace("preprocess"))["counters"]:
+        name = entry.key.metric.name.removeprefix("rows_")
+        counts[name] = int(entry.committed if entry.committed is not None else entry.attempted)
+    empty = [name for name, count in counts.items() if count == 0]
+    if empty:
+        raise UserError(f"split {', '.join(empty)} of {data_path} got no rows ({sum(counts.values())} rows in "
+                        f"all); add rows so that every split gets some (hundreds are better)")
+    with open(os.path.join(transform_dir, SCHEMA_FILE), "w") as f:
+        json.dump({**schema, "split_counts": counts}, f, indent=1)
+
+
+def load_split(examples_dir: str, split: str, schema: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One split of transformed examples as numpy: x float32 (n, *input_shape) and y (int64 or float32)."""
+    import tensorflow as tf
+
+    shape = list(schema["input_shape"])
+    label_dtype = tf.float32 if schema["task"]["type"] == "regression" else tf.int64
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_dir, f"Split-{split}", "*.gz")))
+    if not files:
+        raise FileNotFoundError(f"no examples for split {split!r} under {examples_dir}")
+    spec = {"x": tf.io.FixedLenFeature(shape, tf.float32), "label": tf.io.FixedLenFeature([], label_dtype)}
+    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
+               .map(lambda records: tf.io.parse_example(records, spec)))
+    xs, ys = [np.zeros([0, *shape], np.float32)], [np.zeros([0], label_dtype.as_numpy_dtype)]
+    for batch in dataset.as_numpy_iterator():
+        xs.append(batch["x"])
+        ys.append(batch["label"])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Infers the schema, runs the Beam pipeline, fills the Examples and TransformGraph artifacts."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        data_path = exec_properties["data_path"]
+        schema = infer_schema(data_path, exec_properties["label"], exec_properties.get("problem_type") or None)
+        examples = artifact_utils.get_single_instance(output_dict["transformed_examples"])
+        transform_graph = artifact_utils.get_single_instance(output_dict["transform_graph"])
+        run_preprocess(data_path, schema, examples.uri, transform_graph.uri,
+                       seed=int(exec_properties.get("seed") or 0), splits=SPLITS,
+                       beam_pipeline_args=self._beam_pipeline_args or None)
+        examples.split_names = artifact_utils.encode_split_names([name for name, _ in SPLITS])

@@ -243,3 +243,23 @@ def test_executor_do_without_orchestrator(cls_csv, cls_run, tmp_path):
                                       _sorted_split(cls_run[1], split, cls_run[0]))
     component = Preprocess(data_path=cls_csv, label="target", data_fingerprint="1:2")
     assert set(component.outputs) == {"transformed_examples", "transform_graph"}
+
+
+@pytest.mark.slow
+def test_raw_test_split_scores_a_served_model(cls_run, cls_csv):
+    """Preprocess keeps the raw held-out rows; a served model is judged on them like the Keras model."""
+    import keras
+    from components.preprocess.executor import load_split
+    from components.preprocess.raw_examples import evaluate_saved_model, load_raw_split
+    from components.preprocess.serving import export_serving_model
+    schema, examples_dir, transform_dir = cls_run
+    inputs, labels = load_raw_split(examples_dir, schema)
+    x_test, y_test = load_split(examples_dir, "test", schema)
+    assert sorted(inputs) == sorted(c["serving_name"] for c in schema["columns"])
+    assert len(labels) == len(y_test) and sorted(labels) == sorted(y_test)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input(tuple(schema["input_shape"])), keras.layers.Dense(3)])
+    export_dir = os.path.join(os.path.dirname(examples_dir), "serving_eval")
+    export_serving_model(model, transform_dir, schema, export_dir)
+    keras_accuracy = float(np.mean(np.argmax(model.predict(x_test, verbose=0), axis=1) == y_test))
+    assert evaluate_saved_model(export_dir, examples_dir, schema) == {"accuracy": pytest.approx(keras_accuracy)}

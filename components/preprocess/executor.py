@@ -4,7 +4,8 @@ CSV lines -> raw dicts (fills for missing values) -> deterministic split by a se
 -> tft analysis on train, the same transform applied to every split -> one float32 feature `x` of
 shape schema["input_shape"] and a `label` (int64 class index, or float32) per example, written as
 gzipped TFRecords in TFX's Examples layout (`Split-<name>/data-*.tfrecord.gz`); the transform graph
-goes to transform_dir, which serving uses to take raw features.
+goes to transform_dir, which serving uses to take raw features. The raw test rows go to `Raw-test/`
+(see raw_examples.py).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from components.artifacts import SCHEMA_FILE
+from components.preprocess.raw_examples import RAW_DIR, encode_raw
 from components.preprocess.schema import infer_schema, normalize_label, to_number
 from modelsearch.errors import UserError
 
@@ -180,11 +182,18 @@ def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_di
                      | "Read" >> beam.io.ReadFromText(data_path, skip_header_lines=1)
                      | "DropBlank" >> beam.Filter(lambda line: bool(line.strip())))
             parts = lines | "Split" >> beam.Partition(lambda line, n: _split_index(line, seed, splits), len(splits))
-            raw = {name: (parts[i]
-                          | f"Parse[{name}]" >> beam.Map(parse)
+            rows = {name: parts[i] | f"Parse[{name}]" >> beam.Map(parse) for i, (name, _) in enumerate(splits)}
+            raw = {name: (rows[name]
                           | f"Batch[{name}]" >> beam.BatchElements(min_batch_size=1, max_batch_size=1000)
                           | f"ToArrow[{name}]" >> beam.Map(_to_record_batch, arrow_types))
-                   for i, (name, _) in enumerate(splits)}
+                   for name, _ in splits}
+            # The raw held-out rows, to judge served models (a pushed one included) on the same test.
+            test_name = splits[-1][0]
+            _ = (rows[test_name]
+                 | "EncodeRaw" >> beam.Map(encode_raw, schema)
+                 | "WriteRaw" >> beam.io.WriteToTFRecord(
+                     os.path.join(examples_dir, RAW_DIR.format(split=test_name), "data"),
+                     file_name_suffix=".tfrecord.gz", compression_type=CompressionTypes.GZIP))
             train_name = splits[0][0]
             (transformed_train, _), transform_fn = (
                 (raw[train_name], adapter_config) | "Analyze" >> tft_beam.AnalyzeAndTransformDataset(

@@ -1,5 +1,10 @@
 """Artifact types of our own (the rest are TFX's standard Examples, TransformGraph and Model)."""
+from __future__ import annotations
+
+from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
+
+from modelsearch.trialstore import Trial, TrialStore
 
 
 class CandidateSpecs(Artifact):
@@ -10,3 +15,16 @@ class CandidateSpecs(Artifact):
 
 CANDIDATES_FILE = "candidates.json"
 SCHEMA_FILE = "modelsearch_schema.json"
+
+
+def set_trial_property(output_dict: dict, trial: Trial | None) -> None:
+    """Tells downstream components which trial the Model artifact holds (-1: none was made)."""
+    [model] = output_dict["model"]
+    model.set_int_custom_property("trial_id", trial.trial_id if trial else -1)
+    model.set_string_custom_property("trial_state", trial.state if trial else "skipped")
+
+
+def trial_of(store: TrialStore, input_dict: dict, key: str) -> Trial | None:
+    """The trial behind an input Model artifact written by set_trial_property (None if skipped)."""
+    trial_id = artifact_utils.get_single_instance(input_dict[key]).get_int_custom_property("trial_id")
+    return store.get(trial_id) if trial_id > 0 else None

@@ -14,6 +14,27 @@ DEFAULT_KNOBS = {
     "batch_size": [64, 32, 128],
 }
 
+DISTILLATION_MODES = ("none", "mse_logits", "soft_ce", "adaptive")
+PUSH_POLICIES = ("best_accuracy", "within_budget")
+# The exploit phase's settings: objects in the configuration file, each key optional.
+SECTIONS = {
+    # During the search: learn from the best completed trial so far (the teacher). "adaptive" is
+    # soft_ce whose weight ramps from 0 to `weight` over the first `ramp_trials` completed trials.
+    "distillation": {"mode": "none", "weight": 0.5, "temperature": 3.0, "ramp_trials": 8},
+    # Ensembles of the top_k trials (average, learned weights) and of `replicas` retrainings of the best.
+    "ensemble": {"top_k": 3, "replicas": 2, "methods": ["average", "weighted", "replicas"]},
+    # The student: the smallest trial within `tolerance` (validation objective) of the best, or the best
+    # within `max_params`; trained on the ensemble's soft targets (soft_ce) and the labels.
+    "student": {"tolerance": 0.01, "max_params": None, "weight": 0.7, "temperature": 3.0},
+    # Which model is pushed: the best on validation, or the best with at most `max_params` parameters.
+    "push": {"policy": "best_accuracy", "max_params": None},
+}
+ENSEMBLE_METHODS = ("average", "weighted", "replicas")
+
+
+def _section(name: str):
+    return dataclasses.field(default_factory=lambda: dict(SECTIONS[name]))
+
 
 @dataclasses.dataclass
 class SearchConfig:
@@ -29,6 +50,10 @@ class SearchConfig:
     knobs: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_KNOBS))
     max_epochs: int = 60
     patience: int = 8
+    distillation: dict = _section("distillation")
+    ensemble: dict = _section("ensemble")
+    student: dict = _section("student")
+    push: dict = _section("push")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -44,7 +69,17 @@ class SearchConfig:
         if unknown:
             raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(fields)}")
         config = cls(**data)
-        config.knobs = {**DEFAULT_KNOBS, **config.knobs}
+        if isinstance(config.knobs, dict):
+            config.knobs = {**DEFAULT_KNOBS, **config.knobs}
+        for name, defaults in SECTIONS.items():
+            value = getattr(config, name)
+            if not isinstance(value, dict):
+                raise UserError(f"{source}: {name} must be an object with keys {', '.join(defaults)}")
+            unknown = sorted(set(value) - set(defaults))
+            if unknown:
+                raise UserError(f"{source}: unknown {name} setting(s) {', '.join(unknown)}; "
+                                f"known: {', '.join(defaults)}")
+            setattr(config, name, {**defaults, **value})
         config.check(source)
         return config
 
@@ -80,6 +115,42 @@ class SearchConfig:
                 fail(f"unknown knob {name!r}; knobs: {', '.join(DEFAULT_KNOBS)}")
             if not isinstance(choices, list) or not choices:
                 fail(f"knob {name!r} must be a non-empty list of choices, got {choices!r}")
+        self._check_exploit(fail)
+
+    def _check_exploit(self, fail) -> None:
+        def number(section, key, low, high):
+            value = getattr(self, section)[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                fail(f"{section}.{key} must be a number between {low} and {high}, got {value!r}")
+
+        def count(section, key, low=1, optional=False):
+            value = getattr(self, section)[key]
+            if optional and value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                fail(f"{section}.{key} must be a whole number >= {low}{' or null' if optional else ''}, got {value!r}")
+
+        if self.distillation["mode"] not in DISTILLATION_MODES:
+            fail(f"distillation.mode must be one of {', '.join(DISTILLATION_MODES)}, "
+                 f"got {self.distillation['mode']!r}")
+        number("distillation", "weight", 0, 1)
+        number("distillation", "temperature", 0.1, 100)
+        count("distillation", "ramp_trials")
+        count("ensemble", "top_k", 2)
+        count("ensemble", "replicas", 0)
+        methods = self.ensemble["methods"]
+        if not isinstance(methods, list) or not methods or any(m not in ENSEMBLE_METHODS for m in methods):
+            fail(f"ensemble.methods must be a non-empty list drawn from {', '.join(ENSEMBLE_METHODS)}, got {methods!r}")
+        number("student", "tolerance", 0, 1e9)
+        count("student", "max_params", optional=True)
+        number("student", "weight", 0, 1)
+        number("student", "temperature", 0.1, 100)
+        if self.push["policy"] not in PUSH_POLICIES:
+            fail(f"push.policy must be one of {', '.join(PUSH_POLICIES)}, got {self.push['policy']!r}")
+        count("push", "max_params", optional=True)
+        if self.push["policy"] == "within_budget" and self.push["max_params"] is None:
+            fail("push.policy within_budget needs push.max_params (the parameter budget); set it or use "
+                 "--max-params")
 
 
 def load_config(path: str | None, overrides: dict | None = None) -> SearchConfig:

@@ -21,6 +21,9 @@ TRIAL_TYPE = "modelsearch.Trial"
 MODEL_TYPE = "modelsearch.TrialModel"
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+# What a trial is: a search candidate, a replica of the best (other seed), an ensemble, a distilled student.
+SEARCH, REPLICA, ENSEMBLE, STUDENT = "search", "replica", "ensemble", "student"
+DECISION_TYPE = "modelsearch.Decision"
 _STATE = {RUNNING: mlmd.Execution.RUNNING, COMPLETED: mlmd.Execution.COMPLETE, FAILED: mlmd.Execution.FAILED}
 _METRIC_PREFIX = "metric."
 
@@ -38,6 +41,8 @@ class Trial:
     round: int = 0
     seed: int = 0
     teacher_id: int | None = None
+    kind: str = SEARCH
+    distillation: dict = dataclasses.field(default_factory=dict)  # mode, weight, temperature when distilled
     metrics: dict = dataclasses.field(default_factory=dict)
     num_params: int = 0
     num_inherited: int = 0
@@ -83,7 +88,10 @@ class TrialStore:
             {"study": mlmd.STRING, "state": mlmd.STRING, "spec": mlmd.STRING, "parent_id": mlmd.INT,
              "mutation": mlmd.STRING, "round": mlmd.INT, "seed": mlmd.INT, "teacher_id": mlmd.INT,
              "num_params": mlmd.INT, "num_inherited": mlmd.INT, "model_uri": mlmd.STRING,
-             "started": mlmd.DOUBLE, "finished": mlmd.DOUBLE, "train_seconds": mlmd.DOUBLE, "error": mlmd.STRING})
+             "started": mlmd.DOUBLE, "finished": mlmd.DOUBLE, "train_seconds": mlmd.DOUBLE, "error": mlmd.STRING,
+             "kind": mlmd.STRING, "distillation": mlmd.STRING})
+        self._decision_type = self._put_type(mlmd.ExecutionType, self._store.put_execution_type, DECISION_TYPE,
+                                             {"study": mlmd.STRING, "name": mlmd.STRING, "details": mlmd.STRING})
         self._model_type = self._put_type(mlmd.ArtifactType, self._store.put_artifact_type, MODEL_TYPE,
                                           {"trial_id": mlmd.INT})
 
@@ -105,8 +113,12 @@ class TrialStore:
         return context
 
     def start_trial(self, study: str, spec: dict, parent_id: int | None = None, mutation: str = "",
-                    round: int = 0, seed: int = 0, teacher_id: int | None = None) -> int:
-        """Records a running trial and returns its id (MLMD's execution id: unique across trainers)."""
+                    round: int = 0, seed: int = 0, teacher_id: int | None = None, kind: str = SEARCH,
+                    distillation: dict | None = None, input_ids: tuple = ()) -> int:
+        """Records a running trial and returns its id (MLMD's execution id: unique across trainers).
+
+        The models of the parent, the teacher and `input_ids` (an ensemble's members) become the
+        trial's MLMD inputs, so MLMD's lineage shows where every model came from."""
         execution = mlmd.Execution(type_id=self._trial_type, last_known_state=mlmd.Execution.RUNNING)
         props = execution.properties
         props["study"].string_value = study
@@ -116,14 +128,18 @@ class TrialStore:
         props["round"].int_value = round
         props["seed"].int_value = seed
         props["started"].double_value = time.time()
+        props["kind"].string_value = kind
+        props["distillation"].string_value = json.dumps(distillation or {}, sort_keys=True)
         if parent_id is not None:
             props["parent_id"].int_value = parent_id
         if teacher_id is not None:
             props["teacher_id"].int_value = teacher_id
         events = []
-        parent_model = self._model_artifact(parent_id) if parent_id is not None else None
-        if parent_model is not None:
-            events.append((parent_model, mlmd.Event(type=mlmd.Event.INPUT)))
+        sources = dict.fromkeys(i for i in (parent_id, teacher_id, *input_ids) if i is not None)
+        for source in sources:
+            model = self._model_artifact(source)
+            if model is not None:
+                events.append((model, mlmd.Event(type=mlmd.Event.INPUT)))
         context = self._study_context(study)
         trial_id, _, _ = self._store.put_execution(execution, events, [context])
         return trial_id
@@ -175,8 +191,33 @@ class TrialStore:
         trials.sort(key=lambda t: t.trial_id)
         return [t for t in trials if states is None or t.state in states]
 
-    def completed(self, study: str) -> list[Trial]:
-        return self.trials(study, (COMPLETED,))
+    def completed(self, study: str, kinds: tuple[str, ...] = (SEARCH,)) -> list[Trial]:
+        """Completed trials of the given kinds (by default the search's own candidates)."""
+        return [t for t in self.trials(study, (COMPLETED,)) if t.kind in kinds]
+
+    def input_ids(self, trial_id: int) -> list[int]:
+        """The trials whose models this trial took as inputs (parent, teacher, ensemble members)."""
+        events = self._store.get_events_by_execution_ids([trial_id])
+        artifacts = self._store.get_artifacts_by_id([e.artifact_id for e in events if e.type == mlmd.Event.INPUT])
+        return sorted(a.properties["trial_id"].int_value for a in artifacts)
+
+    def record_decision(self, study: str, name: str, details: dict) -> int:
+        """Records a decision of the exploit phase (e.g. name "push": pushed or not, and why) in the study."""
+        execution = mlmd.Execution(type_id=self._decision_type, last_known_state=mlmd.Execution.COMPLETE)
+        execution.properties["study"].string_value = study
+        execution.properties["name"].string_value = name
+        execution.properties["details"].string_value = json.dumps(details, sort_keys=True)
+        decision_id, _, _ = self._store.put_execution(execution, [], [self._study_context(study)])
+        return decision_id
+
+    def decisions(self, study: str, name: str) -> list[dict]:
+        """The study's recorded decisions called `name`, oldest first."""
+        context = self._store.get_context_by_type_and_name(STUDY_TYPE, study)
+        if context is None:
+            return []
+        executions = [e for e in self._store.get_executions_by_context(context.id)
+                      if e.type_id == self._decision_type and e.properties["name"].string_value == name]
+        return [json.loads(e.properties["details"].string_value) for e in sorted(executions, key=lambda e: e.id)]
 
 
 def _to_trial(execution: mlmd.Execution) -> Trial:
@@ -195,6 +236,8 @@ def _to_trial(execution: mlmd.Execution) -> Trial:
         round=props["round"].int_value,
         seed=props["seed"].int_value,
         teacher_id=optional_int("teacher_id"),
+        kind=props["kind"].string_value if "kind" in props else SEARCH,
+        distillation=json.loads(props["distillation"].string_value) if "distillation" in props else {},
         metrics={k[len(_METRIC_PREFIX):]: v.double_value
                  for k, v in execution.custom_properties.items() if k.startswith(_METRIC_PREFIX)},
         num_params=props["num_params"].int_value,

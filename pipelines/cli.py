@@ -30,6 +30,14 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p-deeper", type=float, help="probability that a mutation adds a block (default 0.5)")
     parser.add_argument("--max-epochs", type=int, help="maximum epochs per trial, early stopping on validation")
     parser.add_argument("--study", default="default", help="study name inside the output directory")
+    parser.add_argument("--push-destination", metavar="DIR",
+                        help="TF Serving model base directory: the winner is pushed to DIR/<version>/ when it "
+                             "beats the last pushed model on the held-out test (local path or gs://)")
+    parser.add_argument("--push-policy", choices=["best_accuracy", "within_budget"],
+                        help="which model to push: the best on validation (default), or the best within --max-params")
+    parser.add_argument("--max-params", type=int, metavar="N",
+                        help="parameter budget for the pushed model (implies --push-policy within_budget) "
+                             "and for the distilled student")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -67,6 +75,22 @@ def _check_study(output_dir: str, study_info: dict) -> None:
         json.dump(study_info, f, indent=1)
 
 
+def _apply_push_options(args, config) -> None:
+    """--push-policy / --max-params override the configuration's push (and student) settings."""
+    if args.max_params is not None:
+        _positive("max-params", args.max_params)
+        config.push["max_params"] = config.student["max_params"] = args.max_params
+        config.push["policy"] = args.push_policy or "within_budget"
+    elif args.push_policy:
+        config.push["policy"] = args.push_policy
+    config.check("command-line options")
+    if args.push_destination and not args.push_destination.startswith("gs://"):
+        args.push_destination = os.path.abspath(args.push_destination)
+        if os.path.exists(args.push_destination) and not os.path.isdir(args.push_destination):
+            raise UserError(f"--push-destination {args.push_destination} is a file; pass a directory "
+                            "(TF Serving's model base directory)")
+
+
 def search(args, data_path: str, label: str, problem_type: str | None) -> dict:
     from components.preprocess.schema import infer_schema
     from modelsearch.config import load_config
@@ -76,6 +100,7 @@ def search(args, data_path: str, label: str, problem_type: str | None) -> dict:
     schema = infer_schema(data_path, label, problem_type)
     config = load_config(args.config, {"strategy": args.strategy, "beam_size": args.beam_size,
                                        "p_deeper": args.p_deeper, "max_epochs": args.max_epochs})
+    _apply_push_options(args, config)
     print(f"[modelsearch] loading TensorFlow and TFX ...", file=sys.stderr, flush=True)
     _quiet_logs()
     from modelsearch.space import SearchSpace
@@ -92,8 +117,10 @@ def search(args, data_path: str, label: str, problem_type: str | None) -> dict:
           f"strategy {config.strategy}", file=sys.stderr, flush=True)
     store_config = local_runner.run(
         args.output_dir, data_path, label, args.study, config, args.rounds, args.trainers, seed=args.seed,
-        problem_type=problem_type or "")
-    summary = write_summary(TrialStore(store_config), args.study, args.output_dir)
+        problem_type=problem_type or "", push_destination=args.push_destination or "")
+    pushed_to = local_runner.last_push(args.output_dir) if args.push_destination else None
+    summary = write_summary(TrialStore(store_config), args.study, args.output_dir, pushed_to,
+                            args.push_destination or "")
     best = summary["best"]
     print(f"[modelsearch] {summary['trials_completed']} trials completed, {summary['trials_failed']} failed; "
           f"summary in {os.path.join(args.output_dir, 'summary.json')}", file=sys.stderr)
@@ -101,6 +128,14 @@ def search(args, data_path: str, label: str, problem_type: str | None) -> dict:
         shown = {k: round(v, 4) for k, v in best["metrics"].items() if k.startswith(("test_", "val_"))}
         print(f"[modelsearch] best: trial {best['trial_id']} {shown} params={best['num_params']:,} "
               f"saved model {best['saved_model']}", file=sys.stderr)
+    for name in ("ensemble", "student"):
+        if summary[name]:
+            shown = {k: round(v, 4) for k, v in summary[name]["metrics"].items() if k.startswith("test_")}
+            print(f"[modelsearch] {name}: trial {summary[name]['trial_id']} {shown} "
+                  f"params={summary[name]['num_params']:,}", file=sys.stderr)
+    push = summary["push"]
+    print(f"[modelsearch] push: {'pushed to ' + push['version_path'] if push['pushed'] else 'not pushed'} "
+          f"({push['reason']})", file=sys.stderr)
     return summary
 
 

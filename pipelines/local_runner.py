@@ -17,7 +17,7 @@ def paths(output_dir: str) -> dict:
 
 
 def run(output_dir: str, data_path: str, label: str, study: str, search_config: SearchConfig, rounds: int,
-        trainers_per_round: int, seed: int = 0, problem_type: str = "", trial_store: dict | None = None) -> dict:
+        trainers_per_round: int, seed: int = 0, problem_type: str = "", trial_store: dict | None = None, push_destination: str = "") -> dict:
     """Runs the search; returns the trial-store config the trials were written to."""
     from tfx.orchestration import metadata
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
@@ -31,6 +31,18 @@ def run(output_dir: str, data_path: str, label: str, study: str, search_config: 
         pipeline_name=PIPELINE_NAME, pipeline_root=where["pipeline_root"], data_path=os.path.abspath(data_path),
         label=label, study=study, trial_store=trial_store, search_config=search_config, rounds=rounds,
         trainers_per_round=trainers_per_round, seed=seed, problem_type=problem_type,
-        run_id=uuid.uuid4().hex, data_fingerprint=f"{stat.st_size}:{stat.st_mtime_ns}",
+        run_id=uuid.uuid4().hex, push_destination=push_destination, data_fingerprint=f"{stat.st_size}:{stat.st_mtime_ns}",
         metadata_connection_config=metadata.sqlite_metadata_connection_config(where["tfx_metadata"])))
     return trial_store
+
+
+def last_push(output_dir: str) -> str | None:
+    """Where the Pusher of the latest run wrote its version (`<base>/<version>`), or None if it pushed nothing."""
+    from ml_metadata import metadata_store
+    from tfx.orchestration import metadata
+
+    store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(paths(output_dir)["tfx_metadata"]))
+    pushes = sorted(store.get_artifacts_by_type("PushedModel"), key=lambda a: a.id)
+    if not pushes or not pushes[-1].custom_properties["pushed"].int_value:
+        return None
+    return pushes[-1].custom_properties["pushed_destination"].string_value

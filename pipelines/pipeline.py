@@ -1,8 +1,9 @@
 """create_pipeline: the one DAG factory. Runners (local, Kubeflow V2) only choose configuration.
 
-Preprocess -> R rounds of [SearchGenerator -> K Trainers]. TFX has no dynamic fan-out, so the
-trainers are a static loop of nodes; each round's generator runs after every trainer of the round
-before (it reads their trials from the trial store, not from their artifacts).
+Preprocess -> R rounds of [SearchGenerator -> K Trainers] -> Ensembler -> Distiller, then, given a
+push destination, ModelSelector -> TFX's Pusher. TFX has no dynamic fan-out, so the trainers are a
+static loop of nodes; each round's generator (and the Ensembler) runs after every trainer of the
+round before (it reads their trials from the trial store, not from their artifacts).
 """
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import json
 
 from tfx.orchestration import pipeline as tfx_pipeline
 
+from components.distiller.component import Distiller
+from components.ensembler.component import Ensembler
+from components.model_selector.component import ModelSelector
 from components.preprocess.component import Preprocess
 from components.search_generator.component import SearchGenerator
 from components.trainer.component import Trainer
@@ -20,7 +24,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_path: str, labe
                     trial_store: dict, search_config: SearchConfig, rounds: int, trainers_per_round: int,
                     seed: int = 0, problem_type: str = "", run_id: str = "", data_fingerprint: str = "",
                     metadata_connection_config=None, beam_pipeline_args: list | None = None,
-                    enable_cache: bool = True) -> tfx_pipeline.Pipeline:
+                    enable_cache: bool = True, push_destination: str = "") -> tfx_pipeline.Pipeline:
     preprocess = Preprocess(data_path=data_path, label=label, problem_type=problem_type, seed=seed,
                             data_fingerprint=data_fingerprint)
     store_json, config_json = json.dumps(trial_store, sort_keys=True), json.dumps(search_config.to_json())
@@ -39,7 +43,31 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_path: str, labe
                     search_config=config_json, index=k).with_id(f"trainer_r{r}_{k}")
             for k in range(trainers_per_round)]
         nodes += [generator, *previous_round]
+    nodes += exploit_nodes(preprocess, previous_round, study, store_json, config_json, run_id, push_destination)
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=nodes,
         enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [])
+
+
+def exploit_nodes(preprocess, last_round: list, study: str, store_json: str, config_json: str, run_id: str,
+                  push_destination: str) -> list:
+    """Ensembler -> Distiller, and ModelSelector -> Pusher when there is somewhere to push to."""
+    from tfx.components import Pusher
+    from tfx.proto import pusher_pb2
+
+    data = {"transformed_examples": preprocess.outputs["transformed_examples"],
+            "transform_graph": preprocess.outputs["transform_graph"]}
+    settings = {"study": study, "trial_store": store_json, "search_config": config_json}
+    ensembler = Ensembler(**data, **settings, run_id=run_id)
+    for trainer in last_round:
+        ensembler.add_upstream_node(trainer)
+    distiller = Distiller(**data, ensemble=ensembler.outputs["model"], **settings)
+    if not push_destination:
+        return [ensembler, distiller]
+    selector = ModelSelector(**data, ensemble=ensembler.outputs["model"], student=distiller.outputs["model"],
+                             **settings, push_destination=push_destination)
+    pusher = Pusher(model=selector.outputs["model"], model_blessing=selector.outputs["blessing"],
+                    push_destination=pusher_pb2.PushDestination(
+                        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=push_destination)))
+    return [ensembler, distiller, selector, pusher]

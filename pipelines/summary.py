@@ -4,19 +4,32 @@ from __future__ import annotations
 import json
 import os
 
-from components.trainer.executor import SERVING_DIR
+from components.trial_models import SERVING_DIR
 from modelsearch.strategies.base import score
-from modelsearch.trialstore import COMPLETED, FAILED, TrialStore
+from modelsearch.trialstore import COMPLETED, ENSEMBLE, FAILED, SEARCH, STUDENT, TrialStore
 
 
-def build_summary(store: TrialStore, study: str) -> dict:
+def _model(trial) -> dict | None:
+    if trial is None:
+        return None
+    return {"trial_id": trial.trial_id, "architecture": trial.spec, "metrics": trial.metrics,
+            "num_params": trial.num_params, "teacher_id": trial.teacher_id,
+            "saved_model": os.path.join(trial.model_uri, SERVING_DIR)}
+
+
+def build_summary(store: TrialStore, study: str, pushed_to: str | None = None,
+                  push_destination: str = "") -> dict:
+    """What the study holds now; `pushed_to` is the version directory the Pusher wrote this run, if any."""
     trials = store.trials(study)
-    completed = [t for t in trials if t.state == COMPLETED]
+    search = [t for t in trials if t.kind == SEARCH]
+    completed = [t for t in search if t.state == COMPLETED]
     best = max(completed, key=lambda t: (score(t), -t.trial_id), default=None)
+    latest = {kind: max((t for t in trials if t.kind == kind and t.state == COMPLETED),
+                        key=lambda t: t.trial_id, default=None) for kind in (ENSEMBLE, STUDENT)}
     return {
         "study": study,
         "trials_completed": len(completed),
-        "trials_failed": sum(t.state == FAILED for t in trials),
+        "trials_failed": sum(t.state == FAILED for t in search),
         "best": None if best is None else {
             "trial_id": best.trial_id,
             "architecture": best.spec,
@@ -26,11 +39,29 @@ def build_summary(store: TrialStore, study: str) -> dict:
             "mutation": best.mutation,
             "saved_model": os.path.join(best.model_uri, SERVING_DIR),
         },
+        "ensemble": _model(latest[ENSEMBLE]),
+        "student": _model(latest[STUDENT]),
+        "push": push_summary(store, study, pushed_to, push_destination),
     }
 
 
-def write_summary(store: TrialStore, study: str, output_dir: str) -> dict:
-    summary = build_summary(store, study)
+def push_summary(store: TrialStore, study: str, pushed_to: str | None, push_destination: str) -> dict:
+    if not push_destination:
+        return {"pushed": False, "reason": "no push destination given (--push-destination DIR)", "version_path": None}
+    decisions = store.decisions(study, "push")
+    if not decisions:
+        return {"pushed": False, "reason": "the run ended before the push decision", "version_path": None}
+    decision = decisions[-1]
+    return {"pushed": bool(decision["pushed"] and pushed_to), "reason": decision["reason"],
+            "version_path": pushed_to if decision["pushed"] else None,
+            "winner_trial_id": decision.get("winner_trial_id"), "winner_kind": decision.get("winner_kind"),
+            "test": decision.get("test"), "previous_version": decision.get("previous_version"),
+            "previous_test": decision.get("previous_test")}
+
+
+def write_summary(store: TrialStore, study: str, output_dir: str, pushed_to: str | None = None,
+                  push_destination: str = "") -> dict:
+    summary = build_summary(store, study, pushed_to, push_destination)
     with open(os.path.join(output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     return summary

@@ -27,9 +27,11 @@ def test_local_pipeline_two_rounds_two_trainers_then_continue(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["run", "--data", str(data), "--label", "kind", "--output-dir", str(out), "--rounds", "2",
             "--trainers", "2", "--max-epochs", "3", "--seed", "1"]
-    assert main(argv) == 0
+    serving = tmp_path / "serving"
+    assert main(argv + ["--push-destination", str(serving)]) == 0
     err = capsys.readouterr().err
-    assert err.count("[modelsearch] trial ") == 4
+    assert err.count("[modelsearch] trial ") == 4 + 2 + 1  # search trials, replicas of the best, the student
+    assert err.count(" replica from ") == 2 and err.count(" student from ") == 1
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trials_completed"] == 4 and summary["trials_failed"] == 0
@@ -37,8 +39,18 @@ def test_local_pipeline_two_rounds_two_trainers_then_continue(tmp_path, capsys):
     assert {"trial_id", "architecture", "metrics", "num_params", "saved_model"} <= set(best)
     assert 0 <= best["metrics"]["test_accuracy"] <= 1 and best["num_params"] > 0
 
+    # The exploit phase: an ensemble, a student distilled from it, and a push to TF Serving's layout.
+    ensemble, student, push = summary["ensemble"], summary["student"], summary["push"]
+    assert ensemble["metrics"]["test_accuracy"] >= 0 and student["teacher_id"] == ensemble["trial_id"]
+    assert student["num_params"] < ensemble["num_params"]
+    assert push["pushed"] and push["reason"] == "nothing pushed before"
+    assert os.path.dirname(push["version_path"]) == str(serving)
+    assert os.path.exists(os.path.join(push["version_path"], "saved_model.pb"))
+
     store = TrialStore({"sqlite": str(out / "trials.sqlite")})
-    trials = store.trials("default")
+    search = lambda: [t for t in store.trials("default") if t.kind == "search"]  # noqa: E731
+    assert {t.kind for t in store.trials("default")} == {"search", "replica", "ensemble", "student"}
+    trials = search()
     assert [t.round for t in trials] == [0, 0, 1, 1]
     assert all(t.parent_id is None for t in trials[:2])
     children = trials[2:]
@@ -54,15 +66,19 @@ def test_local_pipeline_two_rounds_two_trainers_then_continue(tmp_path, capsys):
     np.testing.assert_allclose(served["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
 
     # Bad input against the same output directory loses nothing already recorded.
+    recorded = len(store.trials("default"))
     assert main(argv[:-2] + ["--beam-size", "0"]) == 2
-    assert len(store.trials("default")) == 4
+    assert len(store.trials("default")) == recorded
 
     # Running again continues the study: new trials, new round numbers, no architecture repeated.
     assert main(argv[:5] + ["--output-dir", str(out), "--rounds", "1", "--trainers", "2", "--max-epochs", "3"]) == 0
-    trials = TrialStore({"sqlite": str(out / "trials.sqlite")}).trials("default")
+    trials = search()
     assert len(trials) == 6 and [t.round for t in trials[4:]] == [2, 2]
     assert len({json.dumps(t.spec, sort_keys=True) for t in trials}) == 6
-    assert json.loads((out / "summary.json").read_text())["trials_completed"] == 6
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trials_completed"] == 6
+    assert summary["push"] == {"pushed": False, "reason": "no push destination given (--push-destination DIR)",
+                               "version_path": None}
 
 
 @pytest.mark.slow

@@ -12,20 +12,22 @@ from components.artifacts import CANDIDATES_FILE, SCHEMA_FILE
 from modelsearch import strategies
 from modelsearch.config import SearchConfig
 from modelsearch.space import SearchSpace
-from modelsearch.trialstore import TrialStore
+from modelsearch.exploit import teacher_for
+from modelsearch.trialstore import SEARCH, TrialStore
 
 
 def generate(store: TrialStore, study: str, config: SearchConfig, input_shape, num_candidates: int,
              seed: int) -> list[dict]:
     """K candidates for the next round of `study`, deterministic for the seed and the trials so far."""
-    trials = store.trials(study)
+    trials = [t for t in store.trials(study) if t.kind == SEARCH]  # not replicas, ensembles, students
     space = SearchSpace(config, input_shape)
     strategy = strategies.create(config.strategy, beam_size=config.beam_size, p_deeper=config.p_deeper,
                                  min_completed=config.min_completed)
     rng = random.Random(f"{seed}:{len(trials)}")
     study_round = max((t.round for t in trials), default=-1) + 1
     candidates = strategy.propose(trials, num_candidates, space, rng)
-    return [{**c.to_json(), "round": study_round, "seed": seed * 100003 + len(trials) + i}
+    teacher = teacher_for(trials, config.distillation)  # {} unless distillation is on and a trial completed
+    return [{**c.to_json(), **teacher, "round": study_round, "seed": seed * 100003 + len(trials) + i}
             for i, c in enumerate(candidates)]
 
 

@@ -1,0 +1,48 @@
+"""Distiller's work: train a small student to match the ensemble (soft targets plus labels).
+
+The student's architecture is decided by modelsearch.exploit.choose_student (the smallest trial within
+a tolerance of the best, or the best within a parameter budget); it starts from that trial's trained
+weights and is recorded as a "student" trial with the ensemble as its teacher.
+"""
+from __future__ import annotations
+
+import sys
+
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from components.artifacts import set_trial_property, trial_of
+from components.trainer.executor import train_trial
+from modelsearch.config import SearchConfig
+from modelsearch.exploit import choose_student
+from modelsearch.trialstore import STUDENT, Trial, TrialStore
+
+
+def distill(store: TrialStore, study: str, config: SearchConfig, teacher: Trial, examples_dir: str,
+            transform_dir: str, model_dir: str) -> Trial | None:
+    settings = config.student
+    chosen = choose_student(store.trials(study), settings["tolerance"], settings["max_params"])
+    if chosen is None:
+        print(f"[modelsearch] no student: no completed trial has at most {settings['max_params']:,} parameters; "
+              "raise student.max_params", file=sys.stderr, flush=True)
+        return None
+    return train_trial(
+        {"spec": chosen.spec, "parent_id": chosen.trial_id, "mutation": "distill", "round": chosen.round,
+         "seed": chosen.seed + 1, "kind": STUDENT, "teacher_id": teacher.trial_id,
+         "distillation": {"mode": "soft_ce", "weight": settings["weight"], "temperature": settings["temperature"]}},
+        examples_dir, transform_dir, store, study, config, model_dir)
+
+
+class Executor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):
+        store = TrialStore(exec_properties["trial_store"])
+        teacher = trial_of(store, input_dict, "ensemble")
+        student = None
+        if teacher is None:
+            print("[modelsearch] student skipped: no ensemble to learn from", file=sys.stderr, flush=True)
+        else:
+            student = distill(store, exec_properties["study"], SearchConfig.from_json(exec_properties["search_config"]),
+                              teacher, artifact_utils.get_single_uri(input_dict["transformed_examples"]),
+                              artifact_utils.get_single_uri(input_dict["transform_graph"]),
+                              artifact_utils.get_single_uri(output_dict["model"]))
+        set_trial_property(output_dict, student)

@@ -1,8 +1,9 @@
 """Artifact types of our own (the rest are TFX's standard Examples, TransformGraph and Model)."""
 from __future__ import annotations
 
-from tfx.types import artifact_utils
+from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.artifact import Artifact
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from modelsearch.trialstore import Trial, TrialStore
 
@@ -15,6 +16,19 @@ class CandidateSpecs(Artifact):
 
 CANDIDATES_FILE = "candidates.json"
 SCHEMA_FILE = "modelsearch_schema.json"
+
+
+def study_parameters() -> dict:
+    """The parameters of every component that works on a study: its name, the trial store's JSON
+    connection config (see modelsearch/trialstore.py) and the JSON SearchConfig."""
+    return {"study": ExecutionParameter(type=str), "trial_store": ExecutionParameter(type=str),
+            "search_config": ExecutionParameter(type=str)}
+
+
+def data_inputs() -> dict:
+    """Preprocess's outputs, which every trainer-like component reads."""
+    return {"transformed_examples": ChannelParameter(type=standard_artifacts.Examples),
+            "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph)}
 
 
 def set_trial_property(output_dict: dict, trial: Trial | None) -> None:

@@ -32,7 +32,8 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", default="default", help="study name inside the output directory")
     parser.add_argument("--push-destination", metavar="DIR",
                         help="TF Serving model base directory: the winner is pushed to DIR/<version>/ when it "
-                             "beats the last pushed model on the held-out test (local path or gs://)")
+                             "beats the last pushed model on the held-out test (local path or gs://; "
+                             "demo default: OUTPUT_DIR/serving)")
     parser.add_argument("--push-policy", choices=["best_accuracy", "within_budget"],
                         help="which model to push: the best on validation (default), or the best within --max-params")
     parser.add_argument("--max-params", type=int, metavar="N",
@@ -150,6 +151,8 @@ def _quiet_logs() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    if args.command == "demo" and not args.push_destination:  # the demo goes all the way to serving
+        args.push_destination = os.path.join(args.output_dir, "serving")
     try:
         if args.command == "demo":
             from pipelines.demo_data import DIGITS_LABEL, write_digits_csv

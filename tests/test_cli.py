@@ -82,3 +82,17 @@ def test_help_is_fast_and_exits_zero():
     out = subprocess.run([sys.executable, "-c", "import sys; from pipelines.cli import make_parser; "
                           "make_parser(); print('tensorflow' in sys.modules)"], capture_output=True, text=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--max-params", "0"], "--max-params must be at least 1"),
+    (["--push-destination", "FILE"], "is a file"),
+    (["--config", "CONFIG"], "distillation.mode must be one of"),
+])
+def test_bad_push_and_exploit_settings(csv_file, tmp_path, capsys, extra, expected):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "c.json").write_text(json.dumps({"distillation": {"mode": "kl"}}))
+    extra = [{"FILE": str(tmp_path / "file"), "CONFIG": str(tmp_path / "c.json")}.get(a, a) for a in extra]
+    code, err = run_cli(capsys, "run", "--data", str(csv_file), "--label", "label",
+                        "--output-dir", str(tmp_path / "o"), *extra)
+    assert code == 2 and expected in err and "Traceback" not in err

@@ -2,20 +2,18 @@
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
+from components.artifacts import data_inputs, study_parameters
 from components.distiller.executor import Executor
 
 
 class DistillerSpec(ComponentSpec):
     PARAMETERS = {
-        "study": ExecutionParameter(type=str),
-        "trial_store": ExecutionParameter(type=str),
-        "search_config": ExecutionParameter(type=str),
+        **study_parameters(),
     }
     INPUTS = {
-        "transformed_examples": ChannelParameter(type=standard_artifacts.Examples),
-        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
+        **data_inputs(),
         "ensemble": ChannelParameter(type=standard_artifacts.Model),
     }
     OUTPUTS = {"model": ChannelParameter(type=standard_artifacts.Model)}

@@ -26,8 +26,11 @@ def distill(store: TrialStore, study: str, config: SearchConfig, teacher: Trial,
         print(f"[modelsearch] no student: no completed trial has at most {settings['max_params']:,} parameters; "
               "raise student.max_params", file=sys.stderr, flush=True)
         return None
+    # Fine-tuning from the chosen trial's trained weights: a tenth of its learning rate.
+    knobs = {**chosen.spec.get("knobs", {})}
+    knobs["learning_rate"] = float(knobs.get("learning_rate", 0.001)) / 10
     return train_trial(
-        {"spec": chosen.spec, "parent_id": chosen.trial_id, "mutation": "distill", "round": chosen.round,
+        {"spec": {**chosen.spec, "knobs": knobs}, "parent_id": chosen.trial_id, "mutation": "distill", "round": chosen.round,
          "seed": chosen.seed + 1, "kind": STUDENT, "teacher_id": teacher.trial_id,
          "distillation": {"mode": "soft_ce", "weight": settings["weight"], "temperature": settings["temperature"]}},
         examples_dir, transform_dir, store, study, config, model_dir)

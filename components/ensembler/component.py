@@ -4,19 +4,17 @@ from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from components.artifacts import data_inputs, study_parameters
 from components.ensembler.executor import Executor
 
 
 class EnsemblerSpec(ComponentSpec):
     PARAMETERS = {
-        "study": ExecutionParameter(type=str),
-        "trial_store": ExecutionParameter(type=str),
-        "search_config": ExecutionParameter(type=str),
+        **study_parameters(),
         "run_id": ExecutionParameter(type=str, optional=True),  # new per run: the trial store changes, never cache
     }
     INPUTS = {
-        "transformed_examples": ChannelParameter(type=standard_artifacts.Examples),
-        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
+        **data_inputs(),
     }
     OUTPUTS = {"model": ChannelParameter(type=standard_artifacts.Model)}
 

@@ -4,19 +4,17 @@ from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from components.artifacts import data_inputs, study_parameters
 from components.model_selector.executor import Executor
 
 
 class ModelSelectorSpec(ComponentSpec):
     PARAMETERS = {
-        "study": ExecutionParameter(type=str),
-        "trial_store": ExecutionParameter(type=str),
-        "search_config": ExecutionParameter(type=str),
+        **study_parameters(),
         "push_destination": ExecutionParameter(type=str),  # the Pusher's base directory: the last push is read there
     }
     INPUTS = {
-        "transformed_examples": ChannelParameter(type=standard_artifacts.Examples),
-        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
+        **data_inputs(),
         "ensemble": ChannelParameter(type=standard_artifacts.Model),
         "student": ChannelParameter(type=standard_artifacts.Model),
     }

@@ -4,20 +4,17 @@ from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.artifacts import CandidateSpecs
+from components.artifacts import CandidateSpecs, data_inputs, study_parameters
 from components.trainer.executor import Executor
 
 
 class TrainerSpec(ComponentSpec):
     PARAMETERS = {
-        "study": ExecutionParameter(type=str),
-        "trial_store": ExecutionParameter(type=str),
-        "search_config": ExecutionParameter(type=str),
+        **study_parameters(),
         "index": ExecutionParameter(type=int),
     }
     INPUTS = {
-        "transformed_examples": ChannelParameter(type=standard_artifacts.Examples),
-        "transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph),
+        **data_inputs(),
         "candidates": ChannelParameter(type=CandidateSpecs),
     }
     OUTPUTS = {"model": ChannelParameter(type=standard_artifacts.Model)}

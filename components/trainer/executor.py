@@ -44,9 +44,10 @@ def train_trial(candidate: dict, examples_dir: str, transform_dir: str, store: T
     try:
         keras.utils.set_random_seed(seed)
         model = build_compiled(spec, schema, config)
-        inherited = 0
+        inherited, start = 0, None
         if parent_id is not None and candidate.get("warm_start", True):
             inherited = copy_matching_weights(model, load_trial_model(store, store.get(parent_id), schema, config))
+            start = model.get_weights() if inherited else None
         (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
             load_split(examples_dir, split, schema) for split in ("train", "validation", "test"))
         monitor = "val_loss"
@@ -65,7 +66,17 @@ def train_trial(candidate: dict, examples_dir: str, transform_dir: str, store: T
         if teacher_id is not None:
             import blocks
             blocks.compile_model(model, spec, task)  # plain loss and metrics for evaluation
-        metrics = {**evaluate(model, x_val, y_val, task, "val"), **evaluate(model, x_test, y_test, task, "test")}
+        metrics = evaluate(model, x_val, y_val, task, "val")
+        if start is not None:
+            # A warm-started trial never ends worse on validation than the weights it inherited.
+            trained = model.get_weights()
+            model.set_weights(start)
+            initial = evaluate(model, x_val, y_val, task, "val")
+            if objective(initial, task) > objective(metrics, task):
+                metrics, history.history["loss"] = initial, []
+            else:
+                model.set_weights(trained)
+        metrics.update(evaluate(model, x_test, y_test, task, "test"))
         metrics["objective"] = objective(metrics, task)
         metrics["epochs"] = len(history.history["loss"])
         save_trial_model(model, spec, transform_dir, schema, model_dir)

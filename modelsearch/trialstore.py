@@ -57,7 +57,7 @@ class Trial:
 
 
 def connection_config(config: dict | str) -> mlmd.ConnectionConfig:
-    """{"sqlite": PATH} or {"mysql": {"host", "port", "database", "user", "password"}} (or its JSON)."""
+    """{"sqlite": PATH} or {"mysql": {"host", "port", "database", "user", "password" | "password_env"}} (or its JSON)."""
     if isinstance(config, str):
         config = json.loads(config)
     result = mlmd.ConnectionConfig()
@@ -72,7 +72,8 @@ def connection_config(config: dict | str) -> mlmd.ConnectionConfig:
         result.mysql.port = int(mysql.get("port", 3306))
         result.mysql.database = mysql["database"]
         result.mysql.user = mysql.get("user", "root")
-        result.mysql.password = mysql.get("password", "")
+        # "password_env" names an environment variable (a Kubernetes secret), so no password is compiled in.
+        result.mysql.password = mysql.get("password") or os.environ.get(mysql.get("password_env", ""), "")
     else:
         raise UserError(f"trial store config {config!r} names no backend: use {{\"sqlite\": PATH}} or {{\"mysql\": {{...}}}}")
     return result

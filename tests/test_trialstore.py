@@ -46,3 +46,10 @@ def test_bad_store_config_is_a_user_error():
     from modelsearch.errors import UserError
     with pytest.raises(UserError, match="sqlite"):
         TrialStore({"postgres": "x"})
+
+
+def test_mysql_password_comes_from_the_environment(monkeypatch):
+    from modelsearch.trialstore import connection_config
+    monkeypatch.setenv("MS_TEST_PASSWORD", "s3cret")
+    config = connection_config({"mysql": {"host": "db", "database": "d", "password_env": "MS_TEST_PASSWORD"}})
+    assert (config.mysql.host, config.mysql.database, config.mysql.password) == ("db", "d", "s3cret")

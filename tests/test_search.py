@@ -123,3 +123,43 @@ def test_config_errors(tmp_path):
         SearchSpace(SearchConfig(blocks=["dense", "warp_drive"]), (4,))
     with pytest.raises(UserError, match="do not accept"):
         SearchSpace(SearchConfig(blocks=["conv"]), (4,))
+
+
+def test_beam_reevaluates_the_best_before_trusting_it():
+    space = SearchSpace(SearchConfig(), (10,))
+    trials = make_trials(space, [0.5, 0.6, 0.55, 0.7, 0.65, 0.52, 0.58, 0.61, 0.9], random.Random(0))
+    strategy = BeamSearch(beam_size=2, min_completed=2, evaluations=2, reevaluate_share=0.1)
+    first, *rest = strategy.propose(trials, 3, space, random.Random(1))
+    assert (first.spec, first.parent_id, first.mutation) == (trials[8].spec, None, "reevaluate:9")
+    assert all(space.key(c.spec) not in {space.key(t.spec) for t in trials} for c in rest)
+    # The second result is averaged in: 0.9 and 0.24 make 0.57, sixth of the architectures.
+    again = Trial(trial_id=10, study="s", state="completed", spec=trials[8].spec, mutation="reevaluate:9",
+                  metrics={"objective": 0.24})
+    assert [ts[0].trial_id for _, ts in strategy.ranked(trials + [again])][:6] == [4, 5, 8, 2, 7, 9]
+    # Enough results already, or re-evaluation's share of the trials spent: no more re-evaluations.
+    assert not any(c.mutation.startswith("reevaluate")
+                   for c in strategy.propose(trials + [again], 3, space, random.Random(1)))
+    assert not any(c.mutation.startswith("reevaluate")
+                   for c in BeamSearch(reevaluate_share=0.05).propose(trials, 3, space, random.Random(1)))
+    assert not any(c.mutation.startswith("reevaluate")
+                   for c in BeamSearch(evaluations=1).propose(trials, 3, space, random.Random(1)))
+
+
+def test_beam_keeps_near_ties_once_noise_is_measured():
+    space = SearchSpace(SearchConfig(), (10,))
+    trials = make_trials(space, [0.80, 0.75, 0.60, 0.50], random.Random(0))
+    strategy = BeamSearch(beam_size=1, tie_sigmas=2.0)
+    assert [t.trial_id for t in strategy.beam(trials)] == [1]  # no repeated result yet: no noise estimate
+    # Trial 1 again scores 0.76: mean 0.78, sigma 0.028, so 0.75 ties with it (within 2 sigma), 0.60 does not.
+    repeat = Trial(trial_id=5, study="s", state="completed", spec=trials[0].spec, metrics={"objective": 0.76})
+    assert [t.trial_id for t in strategy.beam(trials + [repeat])] == [1, 2]
+
+
+def test_evolution_mutates_model_search_specs():
+    space = SearchSpace(SearchConfig(), (10,))
+    trials = make_trials(space, [0.1 * i for i in range(6)], random.Random(0))
+    strategy = strategies.create("evolution", population=4, tournament=4, p_deeper=0.5)
+    candidates = strategy.propose(trials, 4, space, random.Random(2))
+    assert {c.parent_id for c in candidates} == {6}
+    keys = {space.key(c.spec) for c in candidates}
+    assert len(keys) == 4 and not keys & {space.key(t.spec) for t in trials}

@@ -7,6 +7,7 @@ import importlib
 STRATEGIES = {
     "random": "modelsearch.strategies.random_search:RandomSearch",
     "beam": "modelsearch.strategies.beam_search:BeamSearch",
+    "evolution": "modelsearch.strategies.regularized_evolution:RegularizedEvolution",
 }
 
 

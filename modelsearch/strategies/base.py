@@ -5,6 +5,8 @@ import abc
 import dataclasses
 import random
 
+MAX_TRIES = 200  # mutations tried per wanted candidate before giving up (the space may be used up)
+
 
 @dataclasses.dataclass
 class Candidate:
@@ -40,4 +42,19 @@ def fill_random(candidates: list[Candidate], n: int, space, rng: random.Random, 
         if space.key(spec) not in seen:
             seen.add(space.key(spec))
             candidates.append(Candidate(spec))
+    return candidates
+
+
+def add_mutants(candidates: list[Candidate], n: int, choose_parent, space, rng: random.Random, seen: set,
+                p_deeper: float) -> list[Candidate]:
+    """Tops `candidates` up to `n` with one-mutation children, not in `seen`, of `choose_parent()` trials."""
+    for _ in range(MAX_TRIES * n):
+        if len(candidates) >= n:
+            break
+        parent = choose_parent()
+        mutated = space.mutate(parent.spec, rng, p_deeper)
+        if mutated is None or space.key(mutated[0]) in seen:
+            continue
+        seen.add(space.key(mutated[0]))
+        candidates.append(Candidate(mutated[0], parent.trial_id, mutated[1]))
     return candidates

@@ -1,0 +1,141 @@
+"""Benchmarks: the NAS-Bench-201 adapter and table, regularized evolution, and a small-budget smoke run."""
+import itertools
+import json
+import random
+
+import pytest
+
+from benchmarks import nasbench201 as nb
+from modelsearch import strategies
+from modelsearch.strategies.regularized_evolution import RegularizedEvolution
+from modelsearch.trialstore import Trial
+
+
+@pytest.fixture(scope="module")
+def table():
+    return nb.Table()
+
+
+def completed(space, specs_and_scores, start=1):
+    return [Trial(trial_id=start + i, study="s", state="completed", spec=spec, metrics={"objective": s})
+            for i, (spec, s) in enumerate(specs_and_scores)]
+
+
+def test_random_specs_are_cells_of_the_table(table):
+    space = nb.NASBench201Space()
+    rng = random.Random(0)
+    for _ in range(200):
+        spec = space.random_spec(rng)
+        assert len(spec["edges"]) == nb.EDGES and set(spec["edges"]) <= set(nb.OPS)
+        assert space.key(spec) in table.runs
+    assert space.random_spec(random.Random(5)) == space.random_spec(random.Random(5))
+
+
+def test_mutation_changes_exactly_one_edge():
+    space = nb.NASBench201Space()
+    spec = space.random_spec(random.Random(1))
+    edges_hit = set()
+    for i in range(300):
+        child, mutation = space.mutate(spec, random.Random(i))
+        changed = [e for e in range(nb.EDGES) if child["edges"][e] != spec["edges"][e]]
+        assert len(changed) == 1 and mutation.startswith(f"edge:{changed[0]}:")
+        edges_hit.add(changed[0])
+        assert space.mutate(spec, random.Random(i)) == (child, mutation)
+    assert edges_hit == set(range(nb.EDGES))
+    assert spec == space.random_spec(random.Random(1))  # the parent is not modified
+
+
+def test_keys_are_unique_and_match_the_table(table):
+    space = nb.NASBench201Space()
+    keys = {space.key({"edges": list(ops)}) for ops in itertools.product(nb.OPS, repeat=nb.EDGES)}
+    assert len(keys) == 5 ** 6 == len(table.runs)
+    assert keys == set(table.runs)
+
+
+def test_table_truth_and_seeded_draws(table):
+    assert {len(runs) for runs in table.runs.values()} == {2, 3}
+    assert table.true[table.optimum] == max(table.true.values())
+    assert len(table.top10) == 10 and table.optimum in table.top10
+    three = next(k for k, runs in table.runs.items() if len(runs) == 3 and len(set(runs)) == 3)
+    draws = [table.observe(three, 7, e) for e in range(3)]
+    assert sorted(draws) == sorted(table.runs[three])  # re-evaluations see the other recorded seeds
+    assert table.observe(three, 7, 0) == draws[0] and table.observe(three, 7, 3) == draws[0]
+    assert len({table.observe(three, s, 0) for s in range(30)}) > 1  # the study seed picks the draw
+
+
+def test_returned_is_the_best_mean_result():
+    space = nb.NASBench201Space()
+    a, b = (space.random_spec(random.Random(i)) for i in range(2))
+    trials = completed(space, [(a, 91.0), (b, 90.9), (a, 90.0)])
+    assert nb.returned(trials, space) == space.key(b)  # a's lucky first result is averaged away
+
+
+def test_evolution_waits_for_a_full_population():
+    space = nb.NASBench201Space()
+    strategy = RegularizedEvolution(population=5, tournament=2)
+    trials = completed(space, [(space.random_spec(random.Random(i)), i) for i in range(4)])
+    candidates = strategy.propose(trials, 3, space, random.Random(0))
+    assert all(c.parent_id is None and c.mutation == "random" for c in candidates)
+
+
+def test_evolution_tournament_and_aging():
+    space = nb.NASBench201Space()
+    specs = []
+    for ops in itertools.product(nb.OPS, repeat=nb.EDGES):
+        specs.append({"edges": list(ops)})
+        if len(specs) == 8:
+            break
+    # Trial 1 is the best ever but has aged out of the last-5 population; trial 8 is the best in it.
+    trials = completed(space, zip(specs, [99, 1, 2, 3, 4, 5, 6, 50]))
+    full = RegularizedEvolution(population=5, tournament=5)  # the tournament is the whole population
+    candidates = full.propose(trials, 6, space, random.Random(0))
+    assert {c.parent_id for c in candidates} == {8}
+    assert all(c.mutation.startswith("edge:") for c in candidates)
+    keys = [space.key(c.spec) for c in candidates]
+    assert len(set(keys)) == 6 and not set(keys) & {space.key(s) for s in specs}
+    small = RegularizedEvolution(population=5, tournament=2)
+    parents = {c.parent_id for i in range(20) for c in small.propose(trials, 3, space, random.Random(i))}
+    assert parents <= {5, 6, 7, 8} and len(parents) > 1  # never the aged-out trials, nor the worst member
+    again = small.propose(trials, 3, space, random.Random(4))
+    assert [c.to_json() for c in again] == [c.to_json() for c in small.propose(trials, 3, space, random.Random(4))]
+    with pytest.raises(ValueError, match="tournament"):
+        RegularizedEvolution(population=5, tournament=6)
+
+
+def test_evolution_is_registered():
+    assert isinstance(strategies.create("evolution", beam_size=3, p_deeper=0.5, min_completed=2), RegularizedEvolution)
+
+
+def test_smoke_run_writes_json(tmp_path, capsys):
+    out = tmp_path / "nb201.json"
+    nb.main(["--seeds", "2", "--budgets", "20,10", "--out", str(out)])
+    results = json.loads(out.read_text())
+    assert set(results["strategies"]) == set(strategies.names())
+    assert results["budgets"] == [10, 20] and results["optimum"]["key"] == "333132"
+    for name, r in results["strategies"].items():
+        for budget, s in r["budgets"].items():
+            assert len(s["returned"]) == 2
+            assert 0 <= s["p_top10"] <= 1 and 0 <= s["p_optimum"] <= s["p_top10"]
+            assert 10 < s["mean_true_accuracy"] <= results["optimum"]["true_accuracy"]
+    # Evolution's first 50 trials are random, seeded as random search's: the same studies.
+    assert results["strategies"]["evolution"]["budgets"] == results["strategies"]["random"]["budgets"]
+    assert "| beam | 20 |" in capsys.readouterr().out
+
+
+def test_study_spends_exactly_the_budget(table):
+    space = nb.NASBench201Space()
+    seen = []
+
+    class Recording(RegularizedEvolution):
+        def propose(self, trials, n, space, rng):
+            seen.append((len(trials), n))
+            return super().propose(trials, n, space, rng)
+
+    result = nb.run_study(Recording(population=4, tournament=2), space, table, [7, 9], seed=3, round_size=4)
+    assert seen == [(0, 4), (4, 4), (8, 1)] and set(result) == {7, 9}
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        nb.main(["--help"])
+    assert exit_.value.code == 0 and "--budgets" in capsys.readouterr().out

@@ -107,6 +107,8 @@ def progress_line(trial: Trial, seconds: float) -> str:
     depth = len(trial.spec["blocks"])
     arch = "+".join(b["name"] for b in trial.spec["blocks"])
     origin = f"from {trial.parent_id} by {trial.mutation}" if trial.parent_id is not None else "random"
+    if trial.mutation.startswith("reevaluate:"):  # the same architecture again, another seed, from scratch
+        origin = f"re-evaluation of {trial.mutation.split(':', 1)[1]}"
     if trial.kind != SEARCH:
         origin = f"{trial.kind} {origin}"
     if trial.teacher_id is not None:

@@ -12,32 +12,63 @@ import random
 import blocks
 from modelsearch.config import SearchConfig
 from modelsearch.errors import UserError
+from modelsearch import kinds
+from modelsearch.kinds import KIND_FAMILIES, RANK_KINDS
 
 HEADS = ["avg", "max", "flatten"]
 WIDTH_PARAMS = ("units", "filters", "d_model")
-RANK_NAMES = {1: "tabular", 2: "sequence", 3: "image"}
+FLATTEN_LIMIT = 4096  # random specs may start with a flatten head when the input has at most this many values
 
 
 class SearchSpace:
     def __init__(self, config: SearchConfig, input_shape):
         self.config = config
         self.rank = len(input_shape)
+        self.input_size = kinds.size(input_shape)
+        if self.rank not in RANK_KINDS:
+            raise UserError(f"input shape {list(input_shape)} is not supported; inputs must be vectors (rank 1), "
+                            "sequences (rank 2) or images (rank 3)")
+        self.kind = RANK_KINDS[self.rank]
         blocks.load_user_blocks(config.custom_blocks)
         if config.blocks:
             chosen = [blocks.get(name) for name in config.blocks]
             unfit = [b.name for b in chosen if self.rank not in b.ranks]
             if unfit:
-                raise UserError(f"block(s) {', '.join(unfit)} do not accept {RANK_NAMES.get(self.rank)} inputs "
+                raise UserError(f"block(s) {', '.join(unfit)} do not accept {self.kind} inputs "
                                 f"(rank {self.rank}); remove them from 'blocks' in the search configuration")
         else:
-            chosen = blocks.blocks_for_rank(self.rank, config.families)
-            if config.families:
-                chosen += [b for b in blocks.blocks_for_rank(self.rank, ["user"]) if b not in chosen]
+            chosen = self._blocks_of_families(config.families)
         if not chosen:
-            raise UserError(f"no block fits {RANK_NAMES.get(self.rank)} inputs with families {config.families}; "
+            raise UserError(f"no block fits {self.kind} inputs with families {config.families}; "
                             "widen 'families' in the search configuration")
         self.blocks = sorted(chosen, key=lambda b: b.name)
         self.knobs = config.knobs
+
+    def _blocks_of_families(self, families: list | None) -> list:
+        """The blocks of `families` (default: the kind's own, see modelsearch/kinds.py; custom blocks always)
+        that can stand somewhere in a spec: they accept the input's rank, or a rank another chosen block
+        outputs (a custom block with out_rank 1 lets dense blocks follow convolutions)."""
+        families = [*(families or KIND_FAMILIES[self.kind]), "user"]
+        unknown = [f for f in families if f not in blocks.registry.FAMILIES]
+        if unknown:
+            raise UserError(f"unknown block famil{'ies' if len(unknown) > 1 else 'y'} {', '.join(unknown)}; "
+                            f"families: {', '.join(blocks.registry.FAMILIES)}")
+        ranks, grown = {self.rank}, True
+        while grown:  # the ranks a spec can reach from the input through the chosen blocks
+            reachable = {b.output_rank(r) for r in ranks for b in blocks.blocks_for_rank(r, families)}
+            grown = not reachable <= ranks
+            ranks |= reachable
+        chosen = []
+        for rank in sorted(ranks):
+            chosen += [b for b in blocks.blocks_for_rank(rank, families) if b not in chosen]
+        unfit = [f for f in families if f != "user" and not any(b.family == f for b in chosen)]
+        if unfit:
+            fitting = ", ".join(KIND_FAMILIES[self.kind])
+            raise UserError(f"block famil{'ies' if len(unfit) > 1 else 'y'} {', '.join(unfit)} "
+                            f"{'have' if len(unfit) > 1 else 'has'} no block for {self.kind} inputs "
+                            f"(rank {self.rank}); {self.kind} inputs take {fitting} (and user blocks): "
+                            f"remove {', '.join(unfit)} from 'families' in the search configuration")
+        return chosen
 
     # -- specs -------------------------------------------------------------------------------
     def _random_block(self, rng: random.Random, block=None) -> dict:
@@ -51,12 +82,19 @@ class SearchSpace:
         low, high = self.config.initial_depth
         for _ in range(100):
             spec = {"blocks": [self._random_block(rng) for _ in range(rng.randint(low, high))],
-                    "head": "avg",  # ignored by the builder for vectors
-                    "knobs": self.default_knobs()}
+                    "head": self._random_head(rng), "knobs": self.default_knobs()}
             if self.is_valid(spec):
                 return spec
         raise UserError("could not build a valid random architecture from the configured blocks; "
                         "check the ranks of your custom blocks")
+
+    def _random_head(self, rng: random.Random) -> str:
+        """Vectors: "avg" (the builder ignores it). Sequences and images: any head when flattening the input's
+        values stays small (small images and short sequences often need positions: flatten), else global
+        average pooling; a mutation can still change it."""
+        if self.rank == 1 or self.input_size > FLATTEN_LIMIT:
+            return "avg"
+        return rng.choice(HEADS)
 
     def is_valid(self, spec: dict) -> bool:
         try:

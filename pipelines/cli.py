@@ -1,4 +1,4 @@
-"""The `modelsearch` command line: `run` on your CSV, `demo` on the embedded digits.
+"""The `modelsearch` command line: `run` on your data (CSV, image folder, TFRecords), `demo` on a bundled set.
 
 Heavy imports (TensorFlow, TFX) happen inside the commands so `--help` stays fast.
 """
@@ -9,11 +9,17 @@ import json
 import os
 import sys
 
-# Before anything imports protobuf: the upb extension segfaults at exit after a TFT trace (DESIGN.md).
-os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+# protobuf: the console script (entry()) keeps the fast C implementation, upb, and ends the process with
+# os._exit, because upb segfaults in the interpreter's teardown after a tf.Transform trace (DESIGN.md;
+# BENCHMARKS.md, "Overhead": the pure-Python implementation cost about a fifth of a run). Called in-process
+# (main(), as the tests do), the caller picks the implementation: PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python
+# if its process has to exit normally.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from modelsearch.errors import UserError  # noqa: E402  (light: no TensorFlow)
+from modelsearch.kinds import KINDS  # noqa: E402
+
+DEMO_NAMES = ("digits", "digits-images", "mnist1d")  # pipelines.demo_data.DEMOS, without importing it
 
 STUDY_FILE = "study.json"
 
@@ -21,8 +27,8 @@ STUDY_FILE = "study.json"
 def _search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", required=True,
                         help="where the trial store, models and summary.json go; run again to continue the study")
-    parser.add_argument("--rounds", type=int, default=3, help="search rounds (default 3)")
-    parser.add_argument("--trainers", type=int, default=2, help="candidates trained per round (default 2)")
+    parser.add_argument("--rounds", type=int, help="search rounds (default 3; a demo: its own)")
+    parser.add_argument("--trainers", type=int, help="candidates trained per round (default 2; a demo: its own)")
     parser.add_argument("--seed", type=int, default=0, help="seed for splits, search and training (default 0)")
     parser.add_argument("--config", help="search configuration JSON file (strategy, blocks, knobs, custom_blocks...)")
     parser.add_argument("--strategy", help="search strategy: beam (default) or random")
@@ -45,13 +51,24 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modelsearch", description="Model Search on TFX: find a good neural network for your data.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="search on your CSV file")
-    run.add_argument("--data", required=True, help="CSV file with a header row")
-    run.add_argument("--label", required=True, help="the column to predict")
+    run = commands.add_parser("run", help="search on your data: a CSV file, a folder of images, or TFRecords")
+    run.add_argument("--data", required=True,
+                     help="a CSV file with a header row; a folder with one sub-folder of PNG / JPEG images per "
+                          "class; or TFRecord files of tf.Examples (*.tfrecord[.gz], a file or a folder of them)")
+    run.add_argument("--label", help="the column (CSV) or feature (TFRecords) to predict; image folders: "
+                                     "their sub-folders are the classes")
     run.add_argument("--problem-type", choices=["classification", "regression"],
                      help="default: inferred from the label column")
+    run.add_argument("--input-kind", choices=list(KINDS),
+                     help="what the input is (default: inferred): tabular, sequence (steps, features) or image")
+    run.add_argument("--input-shape", metavar="SHAPE",
+                     help="the shape the features form, e.g. 28,28,1 for pixel columns, 40 or 40,1 for a sequence of "
+                          "40 steps; for images, the size every image is resized to (HEIGHT,WIDTH[,CHANNELS])")
     _search_options(run)
-    demo = commands.add_parser("demo", help="search on the embedded digits dataset (no download)")
+    demo = commands.add_parser("demo", help="search on a bundled dataset, made locally (no download)")
+    demo.add_argument("--dataset", choices=list(DEMO_NAMES), default="digits",
+                      help="digits: the 8x8 digits as a table (default); digits-images: the same digits as PNG "
+                           "files in class folders; mnist1d: procedural 1-D digits, sequences of 40 steps")
     _search_options(demo)
     return parser
 
@@ -62,13 +79,14 @@ def _positive(name: str, value: int) -> None:
 
 
 def _check_study(output_dir: str, study_info: dict) -> None:
-    """A study continues only on the same data and label: anything else needs its own output directory."""
+    """A study continues only on the same data, label and input shape: anything else needs its own output
+    directory."""
     path = os.path.join(output_dir, STUDY_FILE)
     if os.path.exists(path):
         with open(path) as f:
             recorded = json.load(f)
-        for key in ("data", "label"):
-            if recorded.get(key) != study_info[key]:
+        for key in ("data", "label", "input_shape"):
+            if key in recorded and recorded[key] != study_info[key]:
                 raise UserError(f"{output_dir} holds a study on {key} {recorded.get(key)!r}, not "
                                 f"{study_info[key]!r}; pass another --output-dir to start a new study")
     os.makedirs(output_dir, exist_ok=True)
@@ -92,33 +110,46 @@ def _apply_push_options(args, config) -> None:
                             "(TF Serving's model base directory)")
 
 
-def search(args, data_path: str, label: str, problem_type: str | None) -> dict:
+def search(args, data_path: str, label: str | None, problem_type: str | None, input_kind: str | None = None,
+           input_shape: str | None = None, defaults: dict | None = None) -> dict:
+    """Runs the search. `defaults`: a demo's rounds, trainers and search settings (the options and --config win)."""
     from components.preprocess.schema import infer_schema
     from modelsearch.config import load_config
 
+    defaults = defaults or {}
+    args.rounds = args.rounds if args.rounds is not None else defaults.get("rounds", 3)
+    args.trainers = args.trainers if args.trainers is not None else defaults.get("trainers", 2)
     _positive("rounds", args.rounds)
     _positive("trainers", args.trainers)
-    schema = infer_schema(data_path, label, problem_type)
-    config = load_config(args.config, {"strategy": args.strategy, "beam_size": args.beam_size,
-                                       "p_deeper": args.p_deeper, "max_epochs": args.max_epochs})
+    schema = infer_schema(data_path, label, problem_type, input_kind, input_shape)
+    label = schema["label"]
+    settings = {} if args.config else dict(defaults.get("search", {}))
+    config = load_config(args.config, {**settings, **{k: v for k, v in {
+        "strategy": args.strategy, "beam_size": args.beam_size, "p_deeper": args.p_deeper,
+        "max_epochs": args.max_epochs}.items() if v is not None}})
     _apply_push_options(args, config)
     print(f"[modelsearch] loading TensorFlow and TFX ...", file=sys.stderr, flush=True)
     _quiet_logs()
     from modelsearch.space import SearchSpace
     SearchSpace(config, schema["input_shape"])  # unknown or unfit blocks fail here, before any work
-    _check_study(args.output_dir, {"study": args.study, "data": os.path.abspath(data_path), "label": label})
+    _check_study(args.output_dir, {"study": args.study, "data": os.path.abspath(data_path), "label": label,
+                                   "input_shape": schema["input_shape"]})
 
     from modelsearch.trialstore import TrialStore
     from pipelines import local_runner
     from pipelines.summary import write_summary
 
     task = schema["task"]
+    if schema.get("ignored_features"):
+        print(f"[modelsearch] ignoring features {', '.join(schema['ignored_features'])} (the input is "
+              f"{schema['columns'][0]['name']!r})", file=sys.stderr)
     print(f"[modelsearch] {task['type']} of {label!r} ({task.get('num_classes', '')} classes) on "
-          f"{schema['input_shape']} features: {args.rounds} rounds x {args.trainers} trainers, "
-          f"strategy {config.strategy}", file=sys.stderr, flush=True)
+          f"{schema['kind']} inputs of shape {schema['input_shape']}: {args.rounds} rounds x {args.trainers} "
+          f"trainers, strategy {config.strategy}", file=sys.stderr, flush=True)
     store_config = local_runner.run(
         args.output_dir, data_path, label, args.study, config, args.rounds, args.trainers, seed=args.seed,
-        problem_type=problem_type or "", push_destination=args.push_destination or "")
+        problem_type=problem_type or "", push_destination=args.push_destination or "",
+        input_kind=input_kind or "", input_shape=input_shape or "")
     pushed_to = local_runner.last_push(args.output_dir) if args.push_destination else None
     summary = write_summary(TrialStore(store_config), args.study, args.output_dir, pushed_to,
                             args.push_destination or "")
@@ -155,18 +186,38 @@ def main(argv: list[str] | None = None) -> int:
         args.push_destination = os.path.join(args.output_dir, "serving")
     try:
         if args.command == "demo":
-            from pipelines.demo_data import DIGITS_LABEL, write_digits_csv
-            data = os.path.join(args.output_dir, "data", "digits.csv")
-            if not os.path.exists(data):  # unchanged file: a continued demo reuses the cached Preprocess
-                write_digits_csv(data)
-            search(args, data, DIGITS_LABEL, "classification")
+            from pipelines.demo_data import DEMOS, write_demo
+            demo = DEMOS[args.dataset]
+            data = write_demo(args.dataset, os.path.join(args.output_dir, "data"))
+            search(args, data, demo["label"], "classification", demo.get("input_kind"), demo.get("input_shape"),
+                   defaults=demo)
         else:
-            search(args, args.data, args.label, args.problem_type)
+            search(args, args.data, args.label, args.problem_type, args.input_kind, args.input_shape)
     except UserError as e:
         print(f"modelsearch: error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
+def entry() -> None:
+    """The `modelsearch` console script: main(), then os._exit once everything is written and flushed (the
+    normal interpreter teardown is where upb crashes; nothing of ours runs there)."""
+    try:
+        code = main()
+    except SystemExit as e:  # argparse: --help (0) and usage errors (2)
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else (print(e.code, file=sys.stderr) or 1))
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # a bug, not a user mistake: show it, and still exit without the teardown
+        import traceback
+        traceback.print_exc()
+        code = 1
+    import logging
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

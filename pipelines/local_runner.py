@@ -16,8 +16,22 @@ def paths(output_dir: str) -> dict:
             "trial_store": {"sqlite": os.path.join(output_dir, "trials.sqlite")}}
 
 
+def fingerprint(data_path: str) -> str:
+    """Size and newest mtime of the data (a file, or every file under a folder): the cache key of Preprocess."""
+    if os.path.isfile(data_path):
+        stat = os.stat(data_path)
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    count = size = newest = 0
+    for folder, _, files in os.walk(data_path):
+        for name in files:
+            stat = os.stat(os.path.join(folder, name))
+            count, size, newest = count + 1, size + stat.st_size, max(newest, stat.st_mtime_ns)
+    return f"{count}:{size}:{newest}"
+
+
 def run(output_dir: str, data_path: str, label: str, study: str, search_config: SearchConfig, rounds: int,
-        trainers_per_round: int, seed: int = 0, problem_type: str = "", trial_store: dict | None = None, push_destination: str = "") -> dict:
+        trainers_per_round: int, seed: int = 0, problem_type: str = "", trial_store: dict | None = None,
+        push_destination: str = "", input_kind: str = "", input_shape: str = "") -> dict:
     """Runs the search; returns the trial-store config the trials were written to."""
     from tfx.orchestration import metadata
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
@@ -25,13 +39,13 @@ def run(output_dir: str, data_path: str, label: str, study: str, search_config: 
     from pipelines.pipeline import create_pipeline
 
     where = paths(output_dir)
-    stat = os.stat(data_path)
     trial_store = trial_store or where["trial_store"]
     LocalDagRunner().run(create_pipeline(
         pipeline_name=PIPELINE_NAME, pipeline_root=where["pipeline_root"], data_path=os.path.abspath(data_path),
         label=label, study=study, trial_store=trial_store, search_config=search_config, rounds=rounds,
         trainers_per_round=trainers_per_round, seed=seed, problem_type=problem_type,
-        run_id=uuid.uuid4().hex, push_destination=push_destination, data_fingerprint=f"{stat.st_size}:{stat.st_mtime_ns}",
+        run_id=uuid.uuid4().hex, push_destination=push_destination, data_fingerprint=fingerprint(data_path),
+        input_kind=input_kind or "", input_shape=input_shape or "",
         metadata_connection_config=metadata.sqlite_metadata_connection_config(where["tfx_metadata"])))
     return trial_store
 

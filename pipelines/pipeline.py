@@ -1,9 +1,10 @@
 """create_pipeline: the one DAG factory. Runners (local, Kubeflow V2) only choose configuration.
 
-Preprocess -> R rounds of [SearchGenerator -> K Trainers] -> Ensembler -> Distiller, then, given a
-push destination, ModelSelector -> TFX's Pusher. TFX has no dynamic fan-out, so the trainers are a
-static loop of nodes; each round's generator (and the Ensembler) runs after every trainer of the
-round before (it reads their trials from the trial store, not from their artifacts).
+[ImportExampleGen, for TFRecords ->] Preprocess -> R rounds of [SearchGenerator -> K Trainers] ->
+Ensembler -> Distiller, then, given a push destination, ModelSelector -> TFX's Pusher. TFX has no
+dynamic fan-out, so the trainers are a static loop of nodes; each round's generator (and the Ensembler)
+runs after every trainer of the round before (it reads their trials from the trial store, not from their
+artifacts).
 """
 from __future__ import annotations
 
@@ -20,15 +21,45 @@ from components.trainer.component import Trainer
 from modelsearch.config import SearchConfig
 
 
+def input_nodes(data_path: str, label: str, problem_type: str, seed: int, data_fingerprint: str,
+                input_kind: str, input_shape: str, beam_pipeline_args: list | None) -> list:
+    """[Preprocess], or [ImportExampleGen, Preprocess] for TFRecords (TFX imports them; Preprocess splits,
+    analyses and transforms every input route alike)."""
+    from components.preprocess.tfrecords import is_tfrecords
+
+    examples = []
+    if is_tfrecords(data_path):
+        from tfx.components.example_gen.import_example_gen.component import ImportExampleGen
+        from tfx.proto import example_gen_pb2
+
+        from components.preprocess.executor import pipeline_args
+        from components.preprocess.tfrecords import import_location
+
+        base, pattern = import_location(data_path)
+        examples = [ImportExampleGen(  # one split, "all": Preprocess splits every route the same way
+            input_base=base,
+            input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=pattern)]),
+            output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
+                splits=[example_gen_pb2.SplitConfig.Split(name="all", hash_buckets=1)])))]
+        if pipeline_args(beam_pipeline_args) != list(beam_pipeline_args or []):  # no runner named: run offline
+            examples[0].with_beam_pipeline_args(pipeline_args([]))
+    preprocess = Preprocess(data_path=data_path, label=label, problem_type=problem_type, seed=seed,
+                            data_fingerprint=data_fingerprint, input_kind=input_kind, input_shape=input_shape,
+                            examples=examples[0].outputs["examples"] if examples else None)
+    return [*examples, preprocess]
+
+
 def create_pipeline(pipeline_name: str, pipeline_root: str, data_path: str, label: str, study: str,
                     trial_store: dict, search_config: SearchConfig, rounds: int, trainers_per_round: int,
                     seed: int = 0, problem_type: str = "", run_id: str = "", data_fingerprint: str = "",
                     metadata_connection_config=None, beam_pipeline_args: list | None = None,
-                    enable_cache: bool = True, push_destination: str = "") -> tfx_pipeline.Pipeline:
-    preprocess = Preprocess(data_path=data_path, label=label, problem_type=problem_type, seed=seed,
-                            data_fingerprint=data_fingerprint)
+                    enable_cache: bool = True, push_destination: str = "", input_kind: str = "",
+                    input_shape: str = "") -> tfx_pipeline.Pipeline:
+    nodes = input_nodes(data_path, label, problem_type, seed, data_fingerprint, input_kind, input_shape,
+                        beam_pipeline_args)
+    preprocess = nodes[-1]
     store_json, config_json = json.dumps(trial_store, sort_keys=True), json.dumps(search_config.to_json())
-    nodes, previous_round = [preprocess], []
+    previous_round = []
     for r in range(rounds):
         generator = SearchGenerator(
             transform_graph=preprocess.outputs["transform_graph"], study=study, trial_store=store_json,

@@ -1,6 +1,7 @@
-"""Preprocess's work: a Beam + tensorflow-transform pipeline from a CSV to split, transformed tf.Examples.
+"""Preprocess's work: a Beam + tensorflow-transform pipeline from the data to split, transformed tf.Examples.
 
-CSV lines -> raw dicts (fills for missing values) -> deterministic split by a seeded hash of the line
+Rows of the input route (CSV lines, image files, tf.Examples: see _source) -> deterministic split by a
+seeded hash of the row -> raw dicts (fills for missing values)
 -> tft analysis on train, the same transform applied to every split -> one float32 feature `x` of
 shape schema["input_shape"] and a `label` (int64 class index, or float32) per example, written as
 gzipped TFRecords in TFX's Examples layout (`Split-<name>/data-*.tfrecord.gz`); the transform graph
@@ -21,7 +22,7 @@ from tfx.types import artifact_utils
 
 from components.artifacts import SCHEMA_FILE
 from components.preprocess.raw_examples import RAW_DIR, encode_raw
-from components.preprocess.schema import infer_schema, normalize_label, to_number
+from components.preprocess.schema import cell_value, infer_schema, label_value
 from modelsearch.errors import UserError
 
 SPLITS = (("train", 70), ("validation", 15), ("test", 15))
@@ -33,32 +34,34 @@ DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner",)
 def _parse_line(schema: dict):
     """A function from one CSV line to the raw feature dict, or None for a blank line."""
     header, label = schema["csv_header"], schema["label"]
-    regression = schema["task"]["type"] == "regression"
-    columns = [(header.index(c["name"]), c) for c in schema["columns"]]
     label_index = header.index(label)
+    getters = []
+    for column in schema["columns"]:
+        if column["kind"] == "array":  # a shaped table: its numeric columns as one flat list of floats
+            parts = [(header.index(name), {"kind": "numeric", "fill": fill})
+                     for name, fill in zip(column["source_columns"], column["fills"])]
+            getters.append((column["name"], lambda fields, parts=parts: [cell_value(c, fields[i].strip())
+                                                                         for i, c in parts]))
+        else:
+            i = header.index(column["name"])
+            getters.append((column["name"], lambda fields, i=i, c=column: cell_value(c, fields[i].strip())))
 
     def parse(line: str):
         if not line.strip():
             return None
         fields = next(csv.reader([line]))
         fields += [""] * (len(header) - len(fields))
-        row = {}
-        for i, column in columns:
-            value = fields[i].strip()
-            if column["kind"] == "numeric":
-                number = to_number(value)
-                row[column["name"]] = float(column["fill"] if number is None else number)
-            else:
-                row[column["name"]] = value.encode("utf-8")
-        value = fields[label_index].strip()
-        row[label] = (to_number(value) or 0.0) if regression else normalize_label(value).encode("utf-8")
+        row = {name: get(fields) for name, get in getters}
+        row[label] = label_value(schema, fields[label_index].strip())
         return row
 
     return parse
 
 
-def _split_index(line: str, seed: int, splits) -> int:
-    bucket = zlib.crc32(f"{seed}\x00{line}".encode("utf-8")) % sum(p for _, p in splits)
+def _split_index(key: str | bytes, seed: int, splits) -> int:
+    """The split of a row by a seeded hash of its key (a CSV line, an image's path, a serialized tf.Example)."""
+    key = key if isinstance(key, bytes) else key.encode("utf-8")
+    bucket = zlib.crc32(f"{seed}\x00".encode("utf-8") + key) % sum(p for _, p in splits)
     for i, (_, percent) in enumerate(splits):
         if bucket < percent:
             return i
@@ -68,28 +71,13 @@ def _split_index(line: str, seed: int, splits) -> int:
 
 def _preprocessing_fn(schema: dict):
     import tensorflow as tf
-    import tensorflow_transform as tft
 
     task = schema["task"]
 
     def preprocessing_fn(inputs):
-        # Numeric columns are scaled together (one elementwise analyzer, not one per column: the graph,
-        # and so TFT's tracing time, stays small). Zero variance gives x - mean, i.e. 0.
-        numeric = [c["name"] for c in schema["columns"] if c["kind"] == "numeric"]
-        scaled = {}
-        if numeric:
-            z = tft.scale_to_z_score(tf.stack([inputs[name] for name in numeric], axis=1), elementwise=True)
-            z = tf.where(tf.math.is_finite(z), z, tf.zeros_like(z))
-            scaled = {name: z[:, j:j + 1] for j, name in enumerate(numeric)}
-        parts = []  # in schema column order
-        for i, column in enumerate(schema["columns"]):
-            if column["kind"] == "numeric":
-                parts.append(scaled[column["name"]])
-            else:
-                index = tft.compute_and_apply_vocabulary(inputs[column["name"]], top_k=column["vocab_size"],
-                                                         num_oov_buckets=1, vocab_filename=f"vocab_column_{i}")
-                parts.append(tf.one_hot(index, depth=column["vocab_size"] + 1, dtype=tf.float32))
-        outputs = {"x": tf.concat(parts, axis=1)}
+        outputs = {"x": _images(inputs, schema) if schema["columns"][0]["kind"] == "image"
+                   else _array(inputs, schema) if schema["columns"][0]["kind"] == "array"
+                   else _table(inputs, schema)}
         y = inputs[schema["label"]]
         if task["type"] == "classification":
             # Class index by comparison with the (few) class names: no lookup table to re-initialise per batch.
@@ -105,35 +93,124 @@ def _preprocessing_fn(schema: dict):
     return preprocessing_fn
 
 
+def _table(inputs: dict, schema: dict):
+    """Table columns -> one feature vector: z-scored numbers and one-hot strings, in schema column order."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    # Numeric columns are scaled together (one elementwise analyzer, not one per column: the graph,
+    # and so TFT's tracing time, stays small). Zero variance gives x - mean, i.e. 0.
+    numeric = [c["name"] for c in schema["columns"] if c["kind"] == "numeric"]
+    scaled = {}
+    if numeric:
+        z = _finite(tft.scale_to_z_score(tf.stack([inputs[name] for name in numeric], axis=1), elementwise=True))
+        scaled = {name: z[:, j:j + 1] for j, name in enumerate(numeric)}
+    parts = []
+    for i, column in enumerate(schema["columns"]):
+        if column["kind"] == "numeric":
+            parts.append(scaled[column["name"]])
+        else:
+            index = tft.compute_and_apply_vocabulary(inputs[column["name"]], top_k=column["vocab_size"],
+                                                     num_oov_buckets=1, vocab_filename=f"vocab_column_{i}")
+            parts.append(tf.one_hot(index, depth=column["vocab_size"] + 1, dtype=tf.float32))
+    return tf.concat(parts, axis=1)
+
+
+def _array(inputs: dict, schema: dict):
+    """Raw values of the declared shape -> the model's input shape. A feature vector is scaled per feature;
+    pixels and sequences by one mean and deviation over all values (neighbouring values stay comparable)."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    [column] = schema["columns"]
+    x = tf.cast(inputs[column["name"]], tf.float32)
+    x = tf.reshape(x, [-1, *schema["input_shape"]])
+    return _finite(tft.scale_to_z_score(x, elementwise=schema.get("kind") == "tabular"))
+
+
+def _images(inputs: dict, schema: dict):
+    """Encoded PNG / JPEG bytes -> decoded (tf.io.decode_image, to the schema's channels), resized to the
+    schema's size (bilinear; an image of that size is unchanged), then scaled by the training pixels' mean
+    and deviation. Inside the transform graph, so the served model decodes exactly as training did."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    [column] = schema["columns"]
+    height, width, channels = schema["input_shape"]
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
+        return tf.image.resize(image, [height, width])
+
+    images = tf.map_fn(decode, tf.reshape(inputs[column["name"]], [-1]),
+                       fn_output_signature=tf.TensorSpec([height, width, channels], tf.float32))
+    return _finite(tft.scale_to_z_score(images))
+
+
+def _finite(z):
+    import tensorflow as tf
+
+    return tf.where(tf.math.is_finite(z), z, tf.zeros_like(z))
+
+
 def _tensor_adapter_config(schema: dict):
-    """How TFT reads our raw Arrow record batches: one scalar dense tensor per raw column."""
+    """How TFT reads our raw Arrow record batches: one dense tensor per raw column (a scalar per row, or the
+    declared shape of an array column)."""
     import pyarrow as pa
     from tensorflow_metadata.proto.v0 import schema_pb2
     from tfx_bsl.public import tfxio
 
-    fields = [pa.field(name, pa.large_list(arrow_type)) for name, arrow_type in _arrow_types(schema)]
+    from components.preprocess.raw_examples import raw_spec
+
+    shapes = {c["name"]: raw_spec(c)[0] for c in schema["columns"]}
+    types = _arrow_types(schema)
     representations = {
-        name: schema_pb2.TensorRepresentation(
-            dense_tensor=schema_pb2.TensorRepresentation.DenseTensor(column_name=name, shape=schema_pb2.FixedShape()))
-        for name, _ in _arrow_types(schema)}
-    return tfxio.TensorAdapterConfig(pa.schema(fields), representations)
+        name: schema_pb2.TensorRepresentation(dense_tensor=schema_pb2.TensorRepresentation.DenseTensor(
+            column_name=name, shape=schema_pb2.FixedShape(
+                dim=[schema_pb2.FixedShape.Dim(size=d) for d in shapes.get(name, [])])))
+        for name, _ in types}
+    return tfxio.TensorAdapterConfig(pa.schema([pa.field(name, pa.large_list(t)) for name, t in types]),
+                                     representations)
 
 
 def _arrow_types(schema: dict) -> list:
     import pyarrow as pa
 
-    types = [(c["name"], pa.float32() if c["kind"] == "numeric" else pa.large_binary()) for c in schema["columns"]]
+    types = [(c["name"], pa.float32() if c["kind"] in ("numeric", "array") else pa.large_binary())
+             for c in schema["columns"]]
     regression = schema["task"]["type"] == "regression"
     return [*types, (schema["label"], pa.float32() if regression else pa.large_binary())]
 
 
 def _to_record_batch(rows: list, arrow_types: list):
-    """Raw rows (dicts) as an Arrow record batch, the format TFT reads without re-encoding to tf.Example."""
+    """Raw rows (dicts) as an Arrow record batch, the format TFT reads without re-encoding to tf.Example.
+    A list value (an array column) is the row's flat list of values; anything else one value."""
     import pyarrow as pa
 
-    arrays = [pa.array([[row[name]] for row in rows], type=pa.large_list(arrow_type))
+    arrays = [pa.array([row[name] if isinstance(row[name], list) else [row[name]] for row in rows],
+                       type=pa.large_list(arrow_type))
               for name, arrow_type in arrow_types]
     return pa.RecordBatch.from_arrays(arrays, [name for name, _ in arrow_types])
+
+
+def _source(pipeline, schema: dict, data_path: str, example_files: list[str] | None):
+    """The route's rows as (PCollection of keys, parse: key -> raw row). A key is what the split hashes: a CSV
+    line, an image's path inside its folder, or a serialized tf.Example."""
+    import apache_beam as beam
+
+    from components.preprocess import image_folder, tfrecords
+
+    if schema["format"] == "image_folder":
+        paths = [path for path, _ in image_folder.list_images(data_path)]
+        return pipeline | "List" >> beam.Create(paths), image_folder.row_reader(data_path, schema)
+    if schema["format"] == "tfrecord":
+        files = example_files or tfrecords.data_files(data_path)
+        return (pipeline | "Files" >> beam.Create(files) | "Read" >> beam.io.ReadAllFromTFRecord(),
+                tfrecords.example_parser(schema))
+    lines = (pipeline
+             | "Read" >> beam.io.ReadFromText(data_path, skip_header_lines=1)
+             | "DropBlank" >> beam.Filter(lambda line: bool(line.strip())))
+    return lines, _parse_line(schema)
 
 
 class _EncodeExamples:
@@ -164,8 +241,11 @@ def pipeline_args(beam_pipeline_args: list | None) -> list:
 
 
 def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_dir: str, seed: int = 0,
-                   splits=SPLITS, beam_pipeline_args: list | None = None) -> None:
-    """Runs the Beam pipeline: split, analyse on train, transform every split, write examples and transform."""
+                   splits=SPLITS, beam_pipeline_args: list | None = None,
+                   example_files: list[str] | None = None) -> None:
+    """Runs the Beam pipeline: split, analyse on train, transform every split, write examples and transform.
+
+    `example_files`: for TFRecords, the files to read (ImportExampleGen's output) instead of data_path's."""
     import apache_beam as beam
     import tensorflow_transform.beam as tft_beam
     from apache_beam.io.filesystem import CompressionTypes
@@ -174,14 +254,11 @@ def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_di
 
     splits = tuple((str(name), int(percent)) for name, percent in splits)
     adapter_config, arrow_types = _tensor_adapter_config(schema), _arrow_types(schema)
-    parse = _parse_line(schema)
     with tempfile.TemporaryDirectory(prefix="tft-") as temp_dir:
         pipeline = beam.Pipeline(options=PipelineOptions(pipeline_args(beam_pipeline_args)))
         with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False):
-            lines = (pipeline
-                     | "Read" >> beam.io.ReadFromText(data_path, skip_header_lines=1)
-                     | "DropBlank" >> beam.Filter(lambda line: bool(line.strip())))
-            parts = lines | "Split" >> beam.Partition(lambda line, n: _split_index(line, seed, splits), len(splits))
+            keys, parse = _source(pipeline, schema, data_path, example_files)
+            parts = keys | "Split" >> beam.Partition(lambda key, n: _split_index(key, seed, splits), len(splits))
             rows = {name: parts[i] | f"Parse[{name}]" >> beam.Map(parse) for i, (name, _) in enumerate(splits)}
             raw = {name: (rows[name]
                           | f"Batch[{name}]" >> beam.BatchElements(min_batch_size=1, max_batch_size=1000)
@@ -247,12 +324,19 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     """Infers the schema, runs the Beam pipeline, fills the Examples and TransformGraph artifacts."""
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
+        import tensorflow as tf
+
         self._log_startup(input_dict, output_dict, exec_properties)
         data_path = exec_properties["data_path"]
-        schema = infer_schema(data_path, exec_properties["label"], exec_properties.get("problem_type") or None)
+        schema = infer_schema(data_path, exec_properties["label"], exec_properties.get("problem_type") or None,
+                              exec_properties.get("input_kind") or None, exec_properties.get("input_shape") or None)
+        example_files = None
+        if input_dict.get("examples"):  # TFRecords imported by ImportExampleGen: read its copy, every split
+            uri = artifact_utils.get_single_uri(input_dict["examples"])
+            example_files = sorted(tf.io.gfile.glob(os.path.join(uri, "Split-*", "*")))
         examples = artifact_utils.get_single_instance(output_dict["transformed_examples"])
         transform_graph = artifact_utils.get_single_instance(output_dict["transform_graph"])
         run_preprocess(data_path, schema, examples.uri, transform_graph.uri,
                        seed=int(exec_properties.get("seed") or 0), splits=SPLITS,
-                       beam_pipeline_args=self._beam_pipeline_args or None)
+                       beam_pipeline_args=self._beam_pipeline_args or None, example_files=example_files)
         examples.split_names = artifact_utils.encode_split_names([name for name, _ in SPLITS])

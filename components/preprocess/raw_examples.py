@@ -15,30 +15,42 @@ RAW_DIR = "Raw-{split}"
 LABEL_KEY = "__label__"
 
 
+def raw_spec(column: dict) -> tuple[list[int], str]:
+    """(shape without the batch axis, "float" | "string") of a column's raw serving input: a table cell is a
+    scalar, an encoded image a scalar string, an array its declared shape of floats."""
+    if column["kind"] == "array":
+        return list(column["shape"]), "float"
+    return [], "float" if column["kind"] == "numeric" else "string"
+
+
 def encode_raw(row: dict, schema: dict) -> bytes:
-    """One parsed raw row (column name -> float | bytes) -> a serialized tf.Example keyed by serving name."""
+    """One parsed raw row (column name -> float | bytes | list of floats) -> a serialized tf.Example keyed by
+    serving name."""
     import tensorflow as tf
 
-    feature = {}
-    for column in schema["columns"]:
-        value = row[column["name"]]
-        name = column.get("serving_name") or column["name"]
-        feature[name] = (tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-                         if column["kind"] == "numeric" else tf.train.Feature(bytes_list=tf.train.BytesList(value=[value])))
-    label = row[schema["label"]]
-    feature[LABEL_KEY] = (tf.train.Feature(float_list=tf.train.FloatList(value=[label]))
-                          if schema["task"]["type"] == "regression"
-                          else tf.train.Feature(bytes_list=tf.train.BytesList(value=[label])))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    def feature(value, dtype):
+        values = value if isinstance(value, list) else [value]
+        return (tf.train.Feature(float_list=tf.train.FloatList(value=values)) if dtype == "float"
+                else tf.train.Feature(bytes_list=tf.train.BytesList(value=values)))
+
+    features = {(c.get("serving_name") or c["name"]): feature(row[c["name"]], raw_spec(c)[1])
+                for c in schema["columns"]}
+    features[LABEL_KEY] = feature(row[schema["label"]], "float" if schema["task"]["type"] == "regression" else "string")
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
 def load_raw_split(examples_dir: str, schema: dict, split: str = "test") -> tuple[dict, np.ndarray]:
-    """(serving inputs {name: array}, labels) of a raw split; labels are class indices or floats."""
+    """(serving inputs {name: array}, labels) of a raw split; labels are class indices or floats.
+
+    Inputs are what the served model takes: table cells, encoded image bytes, or arrays of the declared shape."""
     import tensorflow as tf
 
     regression = schema["task"]["type"] == "regression"
-    spec = {(c.get("serving_name") or c["name"]): tf.io.FixedLenFeature(
-        [], tf.float32 if c["kind"] == "numeric" else tf.string) for c in schema["columns"]}
+    dtypes = {"float": tf.float32, "string": tf.string}
+    spec = {}
+    for column in schema["columns"]:
+        shape, dtype = raw_spec(column)
+        spec[column.get("serving_name") or column["name"]] = tf.io.FixedLenFeature(shape, dtypes[dtype])
     spec[LABEL_KEY] = tf.io.FixedLenFeature([], tf.float32 if regression else tf.string)
     files = sorted(tf.io.gfile.glob(os.path.join(examples_dir, RAW_DIR.format(split=split), "*.gz")))
     if not files:

@@ -1,6 +1,17 @@
-"""infer_schema: what the data is (column kinds, fills, vocabularies, task), from the CSV, before any pipeline.
+"""infer_schema: what the data is (input route, columns, fills, vocabularies, task, shapes), before any pipeline.
 
-The schema is a plain JSON-serialisable dict; the executor, the trainers and serving all read it.
+The schema is a plain JSON-serialisable dict; the executor, the trainers and serving all read it:
+
+    format        csv | image_folder | tfrecord        (the input route: one file per route in this folder)
+    kind          tabular | sequence | image           (the model input's kind, see modelsearch/kinds.py)
+    input_shape   the model input x's shape, e.g. [64], [40, 1], [8, 8, 1]
+    label, task   {"type": "classification", "num_classes", "classes"} or {"type": "regression"}
+    columns       the raw features the served model takes, each with its `serving_name`:
+                    numeric {fill}, string {fill, vocab_size}      (tables: one entry per column)
+                    image   {size: [h, w], channels}               (encoded PNG / JPEG bytes)
+                    array   {shape, source_columns?}               (raw values of that shape: pixels, a sequence)
+                  an image or array column is the only column.
+
 Parsing rules here and in the executor's line parser agree: a value is missing when it is empty
 (after stripping spaces); a column is numeric when every present value is a finite number.
 """
@@ -12,6 +23,7 @@ import os
 import re
 
 from modelsearch.errors import UserError
+from modelsearch.kinds import RANK_KINDS, check_kind, parse_shape
 
 MAX_VOCAB = 1000          # one-hot width cap for a string column
 MAX_INT_CLASSES = 20      # an integer label with at most this many values is a class label
@@ -37,6 +49,21 @@ def normalize_label(value: str) -> str:
     return str(int(number)) if number.is_integer() else repr(number)
 
 
+def cell_value(column: dict, text: str):
+    """A table cell (stripped text) as the raw value the pipeline feeds TFT: float (fill when missing) or bytes."""
+    if column["kind"] == "numeric":
+        number = to_number(text)
+        return float(column["fill"] if number is None else number)
+    return text.encode("utf-8")
+
+
+def label_value(schema: dict, text: str):
+    """The label's raw value: a float (regression) or the class name as bytes."""
+    if schema["task"]["type"] == "regression":
+        return to_number(text) or 0.0
+    return normalize_label(text).encode("utf-8")
+
+
 def serving_names(names: list[str]) -> list[str]:
     """Input names for the serving signature: a column name where TF accepts it, else a cleaned, unique one."""
     result, used = [], set()
@@ -52,7 +79,7 @@ def serving_names(names: list[str]) -> list[str]:
     return result
 
 
-def _sorted_classes(values: set[str]) -> list[str]:
+def sorted_classes(values: set[str]) -> list[str]:
     if all(to_number(v) is not None for v in values):
         return sorted(values, key=lambda v: float(v))
     return sorted(values)
@@ -82,11 +109,84 @@ def _read_csv(data_path: str):
     return frame, header
 
 
-def infer_schema(data_path: str, label: str, problem_type: str | None = None) -> dict:
-    """Reads the CSV and returns the schema dict (see the module docstring of components.preprocess)."""
+def infer_task(raw_labels: list[str], label: str, problem_type: str | None) -> dict:
+    """The task from the label's raw values (strings): classification with its sorted classes, or regression."""
+    missing = sum(1 for v in raw_labels if v == "")
+    if missing:
+        raise UserError(f"label column {label!r} has {missing} missing values; fill them in or drop those rows")
+    numeric_label = all(to_number(v) is not None for v in raw_labels)
+    if not problem_type:
+        integer_valued = numeric_label and all(float(v).is_integer() for v in raw_labels)
+        problem_type = ("classification"
+                        if not numeric_label or (integer_valued and len(set(map(float, raw_labels)))
+                                                 <= MAX_INT_CLASSES)
+                        else "regression")
+    if problem_type == "regression":
+        if not numeric_label:
+            bad = next(v for v in raw_labels if to_number(v) is None)
+            raise UserError(f"regression needs a numeric label, but {label!r} has the value {bad!r}; "
+                            f"clean the label or use problem type classification")
+        return {"type": "regression"}
+    classes = sorted_classes({normalize_label(v) for v in raw_labels})
+    if len(classes) < 2:
+        raise UserError(f"label column {label!r} has only one class ({classes[0]!r}); classification "
+                        f"needs at least two: check the label column or the data")
+    return {"type": "classification", "num_classes": len(classes), "classes": classes}
+
+
+def check_problem_type(problem_type: str | None) -> None:
     if problem_type not in (None, "", *PROBLEM_TYPES):
         raise UserError(f"unknown problem type {problem_type!r}; use one of {', '.join(PROBLEM_TYPES)} "
                         f"or leave it out to infer it from the label")
+
+
+def detect_format(data_path: str) -> str:
+    """Which input route reads `data_path`: "image_folder" (a folder of class folders), "tfrecord"
+    (TFRecord files of tf.Examples: a file named *.tfrecord[s][.gz] or a folder of them) or "csv"."""
+    from components.preprocess import image_folder, tfrecords
+
+    if "://" not in data_path and not os.path.exists(data_path):
+        raise UserError(f"data {data_path} does not exist; pass a CSV file with a header row, a folder of class "
+                        f"folders of images, or TFRecord files")
+    if tfrecords.is_tfrecords(data_path):
+        return "tfrecord"
+    if image_folder.is_image_folder(data_path):
+        return "image_folder"
+    if os.path.isdir(data_path):
+        raise UserError(f"{data_path} is a folder, not a file, and holds neither class folders of images (one "
+                        f"sub-folder per class) nor TFRecord files (*.tfrecord, *.tfrecord.gz); pass a CSV file, "
+                        f"an image folder or TFRecord files")
+    return "csv"
+
+
+def infer_schema(data_path: str, label: str | None, problem_type: str | None = None,
+                 input_kind: str | None = None, input_shape=None) -> dict:
+    """Reads the data and returns the schema dict (see the module docstring of components.preprocess).
+
+    `input_kind` (tabular, image, sequence) and `input_shape` ("28,28,1") are the user's declarations;
+    left out, they are inferred (see modelsearch/kinds.py). schema["kind"] is the kind of the model's input.
+    """
+    from components.preprocess import image_folder, shaped_table, tfrecords
+
+    check_problem_type(problem_type)
+    kind, declared = check_kind(input_kind), parse_shape(input_shape)
+    route = detect_format(data_path)
+    if route != "image_folder" and not label:
+        raise UserError(f"pass --label, the {'feature' if route == 'tfrecord' else 'column'} to predict")
+    if route == "image_folder":
+        schema = image_folder.infer_schema(data_path, label or image_folder.DEFAULT_LABEL, problem_type, kind,
+                                           declared)
+    elif route == "tfrecord":
+        schema = tfrecords.infer_schema(data_path, label, problem_type, kind, declared)
+    else:
+        schema = shaped_table.shape_schema(infer_csv_schema(data_path, label, problem_type), kind, declared,
+                                           data_path)
+    return {**schema, "kind": RANK_KINDS[len(schema["input_shape"])]}
+
+
+def infer_csv_schema(data_path: str, label: str, problem_type: str | None = None) -> dict:
+    """A CSV table's schema: one column entry per feature column (numeric or string)."""
+    check_problem_type(problem_type)
     frame, header = _read_csv(data_path)
     names = [str(c) for c in frame.columns]
     if len(frame) == 0:
@@ -105,37 +205,22 @@ def infer_schema(data_path: str, label: str, problem_type: str | None = None) ->
             raise UserError(f"column {name!r} of {data_path} has a value spanning several lines; put each "
                             f"row on one line (remove line breaks inside quoted fields)")
 
-    raw_labels = [v.strip() for v in frame[label]]
-    missing = sum(1 for v in raw_labels if v == "")
-    if missing:
-        raise UserError(f"label column {label!r} has {missing} missing values; fill them in or drop those rows")
-    numeric_label = all(to_number(v) is not None for v in raw_labels)
-    if not problem_type:
-        integer_valued = numeric_label and all(float(v).is_integer() for v in raw_labels)
-        problem_type = ("classification"
-                        if not numeric_label or (integer_valued and len(set(map(float, raw_labels)))
-                                                 <= MAX_INT_CLASSES)
-                        else "regression")
-    if problem_type == "regression":
-        if not numeric_label:
-            bad = next(v for v in raw_labels if to_number(v) is None)
-            raise UserError(f"regression needs a numeric label, but {label!r} has the value {bad!r}; "
-                            f"clean the label or use problem type classification")
-        task = {"type": "regression"}
-    else:
-        classes = _sorted_classes({normalize_label(v) for v in raw_labels})
-        if len(classes) < 2:
-            raise UserError(f"label column {label!r} has only one class ({classes[0]!r}); classification "
-                            f"needs at least two: check the label column or the data")
-        task = {"type": "classification", "num_classes": len(classes), "classes": classes}
+    task = infer_task([v.strip() for v in frame[label]], label, problem_type)
 
+    columns = table_columns({name: [v.strip() for v in frame[name]] for name in names if name != label})
+    if not columns:
+        raise UserError(f"{data_path} has no feature columns besides the label {label!r}; add at least one")
+    return {"format": "csv", "label": label, "columns": columns, "task": task, "input_shape": [table_width(columns)],
+            "csv_header": names}  # the file's columns in order: how the executor's line parser names fields
+
+
+def table_columns(values: dict[str, list[str]]) -> list[dict]:
+    """Column entries from each column's values (stripped strings, "" = missing): numeric (with the median
+    as the fill for missing values) when every present value is a number, else string (with its vocabulary
+    size); each with the name it has in the serving signature."""
     columns = []
-    for name in names:
-        if name == label:
-            continue
-        values = [v.strip() for v in frame[name]]
-        present = [v for v in values if v != ""]
-        numbers = [to_number(v) for v in present]
+    for name, column_values in values.items():
+        numbers = [to_number(v) for v in column_values if v != ""]
         if all(n is not None for n in numbers):
             numbers.sort()
             fill = 0.0
@@ -144,12 +229,13 @@ def infer_schema(data_path: str, label: str, problem_type: str | None = None) ->
                 fill = numbers[mid] if len(numbers) % 2 else (numbers[mid - 1] + numbers[mid]) / 2
             columns.append({"name": name, "kind": "numeric", "fill": float(fill)})
         else:
-            distinct = len(set(values))  # "" (the fill for a missing value) counts as a value
+            distinct = len(set(column_values))  # "" (the fill for a missing value) counts as a value
             columns.append({"name": name, "kind": "string", "fill": "", "vocab_size": min(distinct, MAX_VOCAB)})
-    if not columns:
-        raise UserError(f"{data_path} has no feature columns besides the label {label!r}; add at least one")
     for column, serving_name in zip(columns, serving_names([c["name"] for c in columns])):
         column["serving_name"] = serving_name  # the input's name in the exported model's serving signature
-    width = sum(1 if c["kind"] == "numeric" else c["vocab_size"] + 1 for c in columns)
-    return {"format": "csv", "label": label, "columns": columns, "task": task, "input_shape": [width],
-            "csv_header": names}  # the file's columns in order: how the executor's line parser names fields
+    return columns
+
+
+def table_width(columns: list[dict]) -> int:
+    """The length of the transformed feature vector: one per numeric column, a one-hot per string column."""
+    return sum(1 if c["kind"] == "numeric" else c["vocab_size"] + 1 for c in columns)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 
 def export_serving_model(keras_model, transform_dir: str, schema: dict, export_dir: str) -> None:
-    """Saves `serving_default`: raw columns in (numeric float32 [None], string [None]), predictions out.
+    """Saves `serving_default`: raw inputs in, predictions out. The inputs are what a user sends: table cells
+    (numeric float32 [None], string [None]), encoded PNG / JPEG bytes (string [None]) or raw pixels / a raw
+    sequence in the declared shape (float32 [None, *shape]); see raw_examples.raw_spec.
 
     Inputs are named by the columns' `serving_name` (the column name unless TF rejects it, see schema.py).
 
@@ -16,14 +18,17 @@ def export_serving_model(keras_model, transform_dir: str, schema: dict, export_d
     import tensorflow as tf
     import tensorflow_transform as tft
 
+    from components.preprocess.raw_examples import raw_spec
+
     task = schema["task"]
     columns = schema["columns"]
     module = tf.Module()
     module.model = keras_model
     module.tft_layer = tft.TFTransformOutput(transform_dir).transform_features_layer()
     names = [c.get("serving_name") or c["name"] for c in columns]  # column names, cleaned where TF needs it
-    signature = [tf.TensorSpec([None], tf.float32 if c["kind"] == "numeric" else tf.string, name=name)
-                 for c, name in zip(columns, names)]
+    dtypes = {"float": tf.float32, "string": tf.string}
+    signature = [tf.TensorSpec([None, *shape], dtypes[dtype], name=name)
+                 for (shape, dtype), name in zip(map(raw_spec, columns), names)]
     if task["type"] == "classification":
         module.class_names = tf.constant(task["classes"])
 

@@ -1,0 +1,438 @@
+"""Real data, equal budget: our search against KerasTuner (RandomSearch, Hyperband) and AutoKeras.
+
+For each dataset and seed our pipeline runs first (`modelsearch run`: the local TFX pipeline, in its own
+process); every peer then trains on the same transformed train split, is tuned on the same validation
+split and is scored on the same held-out test split (the arrays our Preprocess wrote for that seed).
+
+Budget: N trained models per tool, each at most E epochs, early stopping on validation loss with the
+same patience. Ours counts every model it trains: R rounds x K trainers, the Ensembler's replicas and
+the Distiller's student (N = R*K + replicas + 1). RandomSearch and AutoKeras run N trials. Hyperband's
+trials are short by design, so it gets the same epoch budget, N x E epochs, and runs as many trials as
+fit in it. Our reported model is the student (see BENCHMARKS.md); the best search trial and the
+ensemble are reported beside it.
+
+    uv run python -m benchmarks.peers --out benchmarks/results/peers.json
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+# Our pipeline may run in this process (in_process=True): protobuf's upb extension segfaults at exit
+# after a tensorflow-transform trace unless the pure-Python protobuf is chosen first (DESIGN.md).
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+DATASETS = ("digits", "breast_cancer", "mnist1d")
+TOOLS = ("ours", "random_search", "hyperband", "autokeras")
+PEERS = TOOLS[1:]
+LABEL = "label"
+STUDY = "default"
+PARAMS_TARGET = 0.6  # ours must have at most this fraction of a peer's winner's parameters
+
+
+# -- data ----------------------------------------------------------------------------------------
+def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features and integer labels; nothing is downloaded (scikit-learn's bundled sets, mnist1d's generator)."""
+    if name == "digits":
+        from sklearn.datasets import load_digits
+        return load_digits(return_X_y=True)
+    if name == "breast_cancer":
+        from sklearn.datasets import load_breast_cancer
+        return load_breast_cancer(return_X_y=True)
+    if name == "mnist1d":
+        from mnist1d.data import get_dataset_args, make_dataset
+        data = make_dataset(get_dataset_args())  # the paper's defaults: 5,000 series of 40 steps, seed 42
+        return np.concatenate([data["x"], data["x_test"]]), np.concatenate([data["y"], data["y_test"]])
+    raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+
+
+def write_csv(name: str, path: str) -> str:
+    """The dataset as a CSV table (one column per feature, then the label): what our pipeline reads."""
+    x, y = load_dataset(name)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(",".join([*(f"f{i}" for i in range(x.shape[1])), LABEL]) + "\n")
+        for row, label in zip(x, y):
+            f.write(",".join([*(f"{v:.6g}" for v in row), str(int(label))]) + "\n")
+    return path
+
+
+def pipeline_splits(output_dir: str) -> tuple[dict, dict]:
+    """(schema, {split: (x, y)}) of the transformed examples our Preprocess wrote under output_dir."""
+    from components.preprocess.executor import load_split
+
+    root = os.path.join(output_dir, "pipeline", "Preprocess")
+    latest = lambda kind: max(glob.glob(os.path.join(root, kind, "*")), key=lambda p: int(os.path.basename(p)))  # noqa: E731
+    with open(os.path.join(latest("transform_graph"), "modelsearch_schema.json")) as f:
+        schema = json.load(f)
+    examples = latest("transformed_examples")
+    return schema, {s: load_split(examples, s, schema) for s in ("train", "validation", "test")}
+
+
+# -- ours ----------------------------------------------------------------------------------------
+def search_config(budget: dict) -> dict:
+    return {"max_epochs": budget["max_epochs"], "patience": budget["patience"],
+            "ensemble": {"replicas": budget["replicas"]}}
+
+
+def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bool = False) -> dict:
+    """`modelsearch run` on the CSV (a fresh study); its student, best trial and ensemble with their scores."""
+    from modelsearch.exploit import choose_winner
+    from modelsearch.trialstore import ENSEMBLE, TrialStore
+
+    os.makedirs(output_dir, exist_ok=True)
+    config = os.path.join(output_dir, "search.json")
+    with open(config, "w") as f:
+        json.dump(search_config(budget), f)
+    argv = ["run", "--data", data, "--label", LABEL, "--problem-type", "classification",
+            "--output-dir", output_dir, "--rounds", str(budget["rounds"]), "--trainers", str(budget["trainers"]),
+            "--seed", str(seed), "--config", config]
+    started = time.perf_counter()
+    if in_process:
+        from pipelines.cli import main
+        code = main(argv)
+    else:
+        with open(os.path.join(output_dir, "run.log"), "w") as log:
+            code = subprocess.run([sys.executable, "-m", "pipelines.cli", *argv], stdout=log, stderr=log).returncode
+    wall = time.perf_counter() - started
+    if code != 0:
+        raise RuntimeError(f"modelsearch run exited {code}; see {output_dir}/run.log")
+    with open(os.path.join(output_dir, "summary.json")) as f:
+        summary = json.load(f)
+    trials = {t.trial_id: t for t in TrialStore({"sqlite": os.path.join(output_dir, "trials.sqlite")}).trials(STUDY)}
+    trained = [t for t in trials.values() if t.kind != ENSEMBLE]
+    winner = summary["student"] or summary["best"]
+    # What the pipeline pushes under its default policy (best validation accuracy among best, ensemble, student).
+    pushed, _ = choose_winner([trials[summary[k]["trial_id"]] for k in ("best", "ensemble", "student") if summary[k]],
+                              "best_accuracy", None)
+
+    def scores(model):
+        return None if model is None else {
+            "test_accuracy": model["metrics"]["test_accuracy"], "val_accuracy": model["metrics"]["val_accuracy"],
+            "num_params": model["num_params"], "trial_id": model["trial_id"]}
+
+    return {**scores(winner), "wall_s": wall, "trials": len(trained),
+            "models": dict(collections.Counter(t.kind for t in trained)),
+            "epochs": int(sum(t.metrics.get("epochs", 0) for t in trained)),
+            "search_s": max(t.finished for t in trained) - min(t.started for t in trained),
+            "winner": "student" if summary["student"] else "best",
+            "architecture": "+".join(b["name"] for b in winner["architecture"].get("blocks", [])),
+            "best": scores(summary["best"]), "ensemble": scores(summary["ensemble"]),
+            "pushed": {**scores({"metrics": pushed.metrics, "num_params": pushed.num_params,
+                                 "trial_id": pushed.trial_id}), "kind": pushed.kind}}
+
+
+# -- peers ---------------------------------------------------------------------------------------
+EPOCHS_RUN = collections.Counter()  # per tool: epochs actually trained (early stopping included)
+
+
+def _callbacks(tool: str, patience: int) -> list:
+    import keras
+
+    class CountEpochs(keras.callbacks.Callback):
+        """Counts trained epochs in EPOCHS_RUN (tuners deep-copy callbacks, so the count lives outside)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            EPOCHS_RUN[tool] += 1
+
+    EPOCHS_RUN[tool] = 0
+    return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+            CountEpochs()]
+
+
+def dense_hypermodel(input_dim: int, num_classes: int):
+    """KerasTuner's space: 1-3 dense ReLU layers of 32-512 units, dropout, Adam's learning rate, batch size."""
+    import keras
+    import keras_tuner as kt
+
+    class Dense(kt.HyperModel):
+        def build(self, hp):
+            x = inputs = keras.Input((input_dim,))
+            dropout = hp.Float("dropout", 0.0, 0.5, step=0.1)
+            for i in range(hp.Int("layers", 1, 3)):
+                x = keras.layers.Dense(hp.Int(f"units_{i}", 32, 512, step=32), activation="relu")(x)
+                x = keras.layers.Dropout(dropout)(x)
+            model = keras.Model(inputs, keras.layers.Dense(num_classes)(x))
+            model.compile(optimizer=keras.optimizers.Adam(hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+            return model
+
+        def fit(self, hp, model, *args, **kwargs):
+            return model.fit(*args, batch_size=hp.Choice("batch_size", [32, 64, 128]), **kwargs)
+
+    return Dense()
+
+
+def cap_epochs(oracle, budget: int) -> None:
+    """Stops a Hyperband oracle before the epochs it has handed out would pass `budget`."""
+    spent, populate = [0], oracle.populate_space
+
+    def populate_space(trial_id):
+        response = populate(trial_id)
+        if response.get("status") == "RUNNING":
+            values = response["values"]
+            cost = values["tuner/epochs"] - values["tuner/initial_epoch"]
+            if spent[0] + cost > budget:
+                return {"status": "STOPPED", "values": None}
+            spent[0] += cost
+        return response
+
+    oracle.populate_space = populate_space
+
+
+def run_keras_tuner(tool: str, splits: dict, num_classes: int, seed: int, budget: dict, directory: str) -> dict:
+    import keras
+    import keras_tuner as kt
+
+    (x_train, y_train), validation, (x_test, y_test) = splits["train"], splits["validation"], splits["test"]
+    keras.utils.set_random_seed(seed)
+    hypermodel = dense_hypermodel(x_train.shape[1], num_classes)
+    common = {"objective": "val_accuracy", "seed": seed, "directory": directory, "project_name": tool,
+              "overwrite": True}
+    started = time.perf_counter()
+    if tool == "random_search":
+        tuner = kt.RandomSearch(hypermodel, max_trials=budget["trials"], **common)
+    else:  # repeated Hyperband iterations until the shared epoch budget is spent
+        tuner = kt.Hyperband(hypermodel, max_epochs=budget["max_epochs"], factor=3, hyperband_iterations=None,
+                             **common)
+        cap_epochs(tuner.oracle, budget["trials"] * budget["max_epochs"])
+    tuner.search(x_train, y_train, validation_data=validation, epochs=budget["max_epochs"],
+                 callbacks=_callbacks(tool, budget["patience"]), verbose=0)
+    best = tuner.get_best_models(1)[0]
+    test = best.evaluate(x_test, y_test, verbose=0, return_dict=True)
+    hp = tuner.get_best_hyperparameters(1)[0].values
+    return {"test_accuracy": float(test["accuracy"]), "val_accuracy": float(tuner.oracle.get_best_trials(1)[0].score),
+            "num_params": int(best.count_params()), "wall_s": time.perf_counter() - started,
+            "trials": len(tuner.oracle.trials), "epochs": EPOCHS_RUN[tool],
+            "architecture": "+".join(str(hp[f"units_{i}"]) for i in range(hp["layers"]))}
+
+
+def _autokeras_int_shapes() -> None:
+    """AutoKeras 3.0.0 hands numpy int64 widths to keras.layers.Dense, which Keras 3.15 rejects
+    ("expected a positive integer"): its shape helper is made to give Python ints."""
+    import tree
+    from autokeras.utils import data_utils
+
+    data_utils.dataset_shape = lambda data: tree.map_structure(
+        lambda x: np.array([int(d) for d in x.shape], dtype=object), data)
+
+
+def run_autokeras(splits: dict, num_classes: int, seed: int, budget: dict, directory: str) -> dict:
+    import autokeras as ak
+    import keras
+
+    _autokeras_int_shapes()
+    (x_train, y_train), validation, (x_test, y_test) = splits["train"], splits["validation"], splits["test"]
+    keras.utils.set_random_seed(seed)
+    inputs = ak.Input()
+    outputs = ak.ClassificationHead(num_classes=int(num_classes))(ak.DenseBlock()(inputs))
+    started = time.perf_counter()
+    model = ak.AutoModel(inputs=inputs, outputs=outputs, max_trials=budget["trials"], objective="val_accuracy",
+                         seed=seed, directory=directory, project_name="autokeras", overwrite=True)
+    model.fit(x_train, y_train, validation_data=validation, epochs=budget["max_epochs"],
+              callbacks=_callbacks("autokeras", budget["patience"]), verbose=0)
+    # Decoded labels: strings of the classes ("7") or, for two classes, floats (1.0).
+    predicted = np.asarray(model.predict(x_test, verbose=0)).reshape(-1).astype(float)
+    exported = model.export_model()
+    return {"test_accuracy": float(np.mean(predicted == y_test.astype(float))),
+            "val_accuracy": float(model.tuner.oracle.get_best_trials(1)[0].score),
+            "num_params": int(exported.count_params()), "wall_s": time.perf_counter() - started,
+            "trials": len(model.tuner.oracle.trials), "epochs": EPOCHS_RUN["autokeras"],
+            "architecture": "+".join(str(layer.units) for layer in exported.layers if hasattr(layer, "units"))}
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_process: bool = False) -> list[dict]:
+    """Every tool on one dataset and seed: ours first (it writes the splits), then the peers on its splits."""
+    import keras
+
+    base = {"dataset": dataset, "seed": seed}
+    data = os.path.join(workdir, "data", f"{dataset}.csv")
+    if not os.path.exists(data):
+        write_csv(dataset, data)
+    ours_dir = os.path.join(workdir, dataset, f"seed{seed}", "ours")
+    results = []
+    if "ours" in tools or not os.path.exists(os.path.join(ours_dir, "summary.json")):
+        if os.path.exists(ours_dir):
+            import shutil
+            shutil.rmtree(ours_dir)
+        try:
+            outcome = run_ours(data, ours_dir, seed, budget, in_process)
+        except RuntimeError as e:  # no splits for the peers either: the cell ends here
+            outcome = {"error": str(e)}
+        results.append({**base, "tool": "ours", **outcome})
+        print(_line(results[-1]), file=sys.stderr, flush=True)
+        if "error" in outcome:
+            return results
+    schema, splits = pipeline_splits(ours_dir)
+    num_classes = schema["task"]["num_classes"]
+    for tool in (t for t in tools if t in PEERS):
+        keras.backend.clear_session()
+        directory = os.path.join(workdir, dataset, f"seed{seed}", "peers")
+        try:
+            if tool == "autokeras":
+                outcome = run_autokeras(splits, num_classes, seed, budget, directory)
+            else:
+                outcome = run_keras_tuner(tool, splits, num_classes, seed, budget, directory)
+        except Exception as e:  # a peer that fails is a result too; the others still run
+            outcome = {"error": f"{type(e).__name__}: {e}"}
+        results.append({**base, "tool": tool, **outcome})
+        print(_line(results[-1]), file=sys.stderr, flush=True)
+    return results
+
+
+def _line(r: dict) -> str:
+    if "error" in r:
+        return f"[peers] {r['dataset']} seed {r['seed']} {r['tool']}: FAILED {r['error']}"
+    return (f"[peers] {r['dataset']} seed {r['seed']} {r['tool']}: test_accuracy={r['test_accuracy']:.4f} "
+            f"params={r['num_params']:,} trials={r['trials']} epochs={r['epochs']} wall={r['wall_s']:.0f}s")
+
+
+def budget_of(rounds: int, trainers: int, replicas: int, max_epochs: int, patience: int) -> dict:
+    return {"rounds": rounds, "trainers": trainers, "replicas": replicas, "max_epochs": max_epochs,
+            "patience": patience, "trials": rounds * trainers + replicas + 1}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per dataset and tool: means over seeds; then, per dataset and peer, whether ours meets the targets."""
+    groups = collections.defaultdict(list)
+    for r in runs:
+        if "error" not in r:
+            groups[(r["dataset"], r["tool"])].append(r)
+        if r["tool"] == "ours":
+            for part in ("best", "ensemble", "pushed"):
+                if r.get(part):
+                    groups[(r["dataset"], f"ours_{part}")].append({**r, **r[part]})
+    table = {}
+    for (dataset, tool), rs in groups.items():
+        accuracy = [r["test_accuracy"] for r in rs]
+        table.setdefault(dataset, {})[tool] = {
+            "seeds": len(rs), "test_accuracy": statistics.fmean(accuracy),
+            "test_accuracy_sd": statistics.stdev(accuracy) if len(rs) > 1 else 0.0,
+            "num_params": statistics.fmean(r["num_params"] for r in rs),
+            "wall_s": statistics.fmean(r["wall_s"] for r in rs),
+            "trials": statistics.fmean(r["trials"] for r in rs), "epochs": statistics.fmean(r["epochs"] for r in rs)}
+    targets = []
+    for dataset, tools in table.items():
+        ours = tools.get("ours")
+        for peer in (p for p in PEERS if p in tools and ours):
+            ratio = ours["num_params"] / tools[peer]["num_params"]
+            gap = ours["test_accuracy"] - tools[peer]["test_accuracy"]
+            targets.append({"dataset": dataset, "peer": peer, "accuracy_gap": gap, "params_ratio": ratio,
+                            "accuracy_met": gap >= 0, "params_met": ratio <= PARAMS_TARGET})
+    return {"table": table, "targets": targets}
+
+
+def markdown(results: dict) -> str:
+    names = {"ours": "**ours (student)**", "ours_best": "ours: best search trial", "ours_ensemble": "ours: ensemble",
+             "ours_pushed": "ours: pushed by the default policy",
+             "random_search": "KerasTuner RandomSearch", "hyperband": "KerasTuner Hyperband", "autokeras": "AutoKeras"}
+    summary = results["summary"]
+    rows = ["| dataset | tool | test accuracy (mean ± sd) | winner's parameters | wall s | models trained | epochs run |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for dataset, tools in summary["table"].items():
+        for tool in (t for t in names if t in tools):
+            s = tools[tool]
+            wall = f"{s['wall_s']:.0f}" if tool in TOOLS else "(in ours)"
+            rows.append(f"| {dataset} | {names[tool]} | {s['test_accuracy']:.4f} ± {s['test_accuracy_sd']:.4f} | "
+                        f"{s['num_params']:,.0f} | {wall} | {s['trials']:.0f} | {s['epochs']:.0f} |")
+    rows += ["", "| dataset | peer | accuracy: ours − peer | parameters: ours / peer | accuracy target | "
+                 f"parameter target (≤ {PARAMS_TARGET:.0%}) |", "|---|---|---:|---:|---|---|"]
+    for t in summary["targets"]:
+        rows.append(f"| {t['dataset']} | {names[t['peer']]} | {t['accuracy_gap']:+.4f} | {t['params_ratio']:.0%} | "
+                    f"{'met' if t['accuracy_met'] else 'not met'} | {'met' if t['params_met'] else 'not met'} |")
+    return "\n".join(rows)
+
+
+def finished_runs(out: str | None, budget: dict, tools) -> list[dict]:
+    """The successful runs an earlier result file holds for the same budget (a resumed benchmark keeps them)."""
+    if not out or not os.path.exists(out):
+        return []
+    with open(out) as f:
+        earlier = json.load(f)
+    if earlier.get("settings", {}).get("budget") != budget:
+        return []
+    return [r for r in earlier.get("runs", []) if r["tool"] in tools and "error" not in r]
+
+
+def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-peers", out: str | None = None,
+        in_process: bool = False, resume: bool = False) -> dict:
+    """Every tool on every dataset and seed. `resume`: cells whose tools all have a result in `out` (same budget)
+    are not run again, so a long benchmark that stopped goes on where it was."""
+    from benchmarks.nasbench201 import machine
+
+    kept = finished_runs(out, budget, tools) if resume else []
+    results = {"benchmark": "peers", "date": datetime.date.today().isoformat(), "machine": machine(),
+               "versions": _versions(), "settings": {"datasets": list(datasets), "seeds": list(seeds),
+                                                     "budget": budget, "tools": list(tools)}, "runs": []}
+    for dataset in datasets:
+        for seed in seeds:
+            done = [r for r in kept if (r["dataset"], r["seed"]) == (dataset, seed)]
+            if {r["tool"] for r in done} == set(tools):
+                results["runs"] += done
+                continue
+            results["runs"] += run_cell(dataset, seed, budget, tools, workdir, in_process)
+            results["summary"] = summarize(results["runs"])
+            if out:  # after every cell: a long run that stops still leaves what it measured
+                save_json(results, out)
+    return results
+
+
+def save_json(results: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("tensorflow", "keras", "keras-tuner", "autokeras", "tfx", "mnist1d"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated, from " + ", ".join(DATASETS))
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (splits, search and training)")
+    parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated, from " + ", ".join(TOOLS))
+    parser.add_argument("--rounds", type=int, default=3, help="our search rounds R")
+    parser.add_argument("--trainers", type=int, default=2, help="our candidates per round K")
+    parser.add_argument("--replicas", type=int, default=1, help="our Ensembler's replicas of the best trial")
+    parser.add_argument("--max-epochs", type=int, default=30, help="epoch cap of every model (E)")
+    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience of every model")
+    parser.add_argument("--workdir", default="runs/bench-peers", help="CSV files, our runs and the tuners' files")
+    parser.add_argument("--out", default="benchmarks/results/peers.json", help="where the JSON goes")
+    parser.add_argument("--markdown", metavar="JSON", help="only print the tables of an earlier result file")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the results --out already holds for this budget; run only the missing cells")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)))
+        return
+    budget = budget_of(args.rounds, args.trainers, args.replicas, args.max_epochs, args.patience)
+    results = run(args.datasets.split(","), [int(s) for s in args.seeds.split(",")], budget,
+                  args.tools.split(","), args.workdir, args.out, resume=args.resume)
+    print(markdown(results))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

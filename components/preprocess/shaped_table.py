@@ -1,0 +1,64 @@
+"""Input route: a table whose numeric columns form a declared shape (`--input-shape 28,28,1` for pixel
+columns, `--input-shape 40` or `40,1` for a sequence of 40 steps).
+
+The columns, in file order, become one `array` column: the served model takes them as ONE input of the
+declared shape (the raw pixels or the raw sequence), and the transform reshapes them to the model's
+input shape. TFRecords whose scalar features form a shape go through here too.
+"""
+from __future__ import annotations
+
+import math
+
+from modelsearch.errors import UserError
+from modelsearch.kinds import kind_of_shape, model_shape, size
+
+INPUT_NAMES = {"image": "pixels", "sequence": "sequence", "tabular": "features"}
+
+
+def array_name(kind: str, label: str) -> str:
+    """The serving input's name: pixels, sequence or features (never the label's name)."""
+    name = INPUT_NAMES[kind]
+    return name if name != label else f"{name}_input"
+
+
+def shape_schema(schema: dict, kind: str | None, declared: list[int] | None, data_path: str) -> dict:
+    """The table's schema as is (no kind or shape declared, or a plain table), or its columns as one array."""
+    if (kind is None and declared is None) or kind == "tabular":
+        if declared is not None and declared != schema["input_shape"]:
+            raise UserError(f"--input-shape {_text(declared)} does not match the table {data_path}: its "
+                            f"{len(schema['columns'])} feature columns give {schema['input_shape'][0]} features; "
+                            f"leave --input-shape out for a table")
+        return schema
+    columns = schema["columns"]
+    if declared is None:
+        declared = _default_shape(kind, len(columns), data_path)
+    kind = kind or kind_of_shape(declared)
+    shape = model_shape(kind, declared)
+    if size(declared) != len(columns):
+        raise UserError(f"--input-shape {_text(declared)} needs {size(declared)} values per row, but {data_path} "
+                        f"has {len(columns)} feature columns besides the label {schema['label']!r}; give a shape "
+                        f"whose sizes multiply to {len(columns)}, or remove the extra columns")
+    text = [c["name"] for c in columns if c["kind"] != "numeric"]
+    if text:
+        raise UserError(f"column {text[0]!r} of {data_path} is not numeric, so the columns cannot form an "
+                        f"{kind} of shape {_text(declared)}; a shaped table holds numbers only: drop or "
+                        f"encode the column {text[0]!r}")
+    name = array_name(kind, schema["label"])
+    array = {"name": name, "kind": "array", "shape": declared, "serving_name": name,
+             "source_columns": [c["name"] for c in columns], "fills": [c["fill"] for c in columns]}
+    return {**schema, "columns": [array], "input_shape": shape}
+
+
+def _default_shape(kind: str, n: int, data_path: str) -> list[int]:
+    """Without --input-shape: a sequence of n steps, or a square grayscale image."""
+    if kind == "sequence":
+        return [n]
+    side = math.isqrt(n)
+    if side * side == n:
+        return [side, side]
+    raise UserError(f"{data_path} has {n} feature columns, not a square number of pixels: pass "
+                    f"--input-shape HEIGHT,WIDTH[,CHANNELS] for an image")
+
+
+def _text(shape) -> str:
+    return ",".join(str(d) for d in shape)

@@ -1,0 +1,90 @@
+"""Benchmarks against the peers and of the pipeline's overhead: small-budget smoke runs (no timing asserts)."""
+import json
+
+import pytest
+
+from benchmarks import overhead, peers
+
+
+def test_budget_counts_every_model_ours_trains():
+    budget = peers.budget_of(rounds=3, trainers=2, replicas=1, max_epochs=30, patience=5)
+    assert budget["trials"] == 3 * 2 + 1 + 1  # search trials, the replica, the student
+    assert peers.search_config(budget) == {"max_epochs": 30, "patience": 5, "ensemble": {"replicas": 1}}
+
+
+def test_summary_means_and_targets():
+    def run(tool, seed, accuracy, params):
+        return {"dataset": "d", "seed": seed, "tool": tool, "test_accuracy": accuracy, "num_params": params,
+                "wall_s": 1.0, "trials": 8, "epochs": 100}
+
+    runs = [run("ours", 0, 0.9, 100), run("ours", 1, 1.0, 300), run("random_search", 0, 0.9, 1000),
+            run("random_search", 1, 0.9, 1000), run("autokeras", 0, 0.99, 200),
+            {"dataset": "d", "seed": 0, "tool": "hyperband", "error": "ValueError: boom"}]
+    summary = peers.summarize(runs)
+    ours = summary["table"]["d"]["ours"]
+    assert ours["seeds"] == 2 and ours["test_accuracy"] == pytest.approx(0.95) and ours["num_params"] == 200
+    targets = {t["peer"]: t for t in summary["targets"]}
+    assert set(targets) == {"random_search", "autokeras"}  # the failed peer has no row
+    assert targets["random_search"]["accuracy_met"] and targets["random_search"]["params_met"]
+    assert not targets["autokeras"]["accuracy_met"] and not targets["autokeras"]["params_met"]
+    assert "not met" in peers.markdown({"summary": summary})
+
+
+def test_hyperband_epoch_cap_stops_the_oracle():
+    class Oracle:
+        def populate_space(self, trial_id):
+            return {"status": "RUNNING", "values": {"tuner/epochs": 4, "tuner/initial_epoch": 1}}
+
+    oracle = Oracle()
+    peers.cap_epochs(oracle, budget=7)
+    assert [oracle.populate_space(str(i))["status"] for i in range(3)] == ["RUNNING", "RUNNING", "STOPPED"]
+
+
+@pytest.mark.slow
+def test_peers_smoke(tmp_path):
+    """Every tool on breast_cancer, one seed, 3 models of at most 2 epochs each (Hyperband: 6 epochs)."""
+    budget = peers.budget_of(rounds=1, trainers=1, replicas=1, max_epochs=2, patience=1)
+    out = tmp_path / "peers.json"
+    peers.run(["breast_cancer"], [0], budget, workdir=str(tmp_path / "work"), out=str(out), in_process=True)
+    results = json.loads(out.read_text())
+    assert results["settings"]["budget"]["trials"] == 3 and results["machine"]["nproc"] >= 1
+    runs = {r["tool"]: r for r in results["runs"]}
+    assert set(runs) == set(peers.TOOLS)
+    for tool, r in runs.items():
+        assert "error" not in r, r
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and r["num_params"] > 0 and r["wall_s"] > 0
+        assert 1 <= r["epochs"] <= r["trials"] * budget["max_epochs"], r
+    assert runs["ours"]["trials"] == runs["random_search"]["trials"] == runs["autokeras"]["trials"] == 3
+    assert runs["hyperband"]["epochs"] <= 3 * budget["max_epochs"]
+    assert runs["ours"]["test_accuracy"] > 0.5 and runs["ours"]["winner"] == "student"
+    assert {t["peer"] for t in results["summary"]["targets"]} == set(peers.PEERS)
+    assert "KerasTuner Hyperband" in peers.markdown(results)
+
+
+@pytest.mark.slow
+def test_overhead_smoke(tmp_path):
+    """One trial of one epoch through the pipeline and through the loop, each in its own process."""
+    out = tmp_path / "overhead.json"
+    overhead.main(["--rounds", "1", "--trainers", "1", "--max-epochs", "1", "--variants", "baseline",
+                   "--workdir", str(tmp_path / "work"), "--out", str(out)])
+    results = json.loads(out.read_text())
+    variant = results["variants"]["baseline"]
+    assert variant["pipeline_wall_s"] > 0 and variant["loop_wall_s"] > 0
+    assert variant["ratio"] == pytest.approx(variant["pipeline_wall_s"] / variant["loop_wall_s"])
+    parts = {p["part"]: p["seconds"] for p in variant["breakdown"]}
+    assert sum(parts.values()) == pytest.approx(variant["pipeline_wall_s"], rel=0.02)
+    assert parts["trainer: Keras fit"] > 0 and parts["Preprocess (Beam + tf.Transform)"] > 0
+    assert [t["epochs"] for t in variant["loop"]["trials"]] == [1]
+    assert "where the pipeline's time goes" in overhead.markdown(results)
+
+
+def test_resume_keeps_finished_cells(tmp_path):
+    budget = peers.budget_of(rounds=1, trainers=1, replicas=1, max_epochs=2, patience=1)
+    done = [{"dataset": "breast_cancer", "seed": 0, "tool": tool, "test_accuracy": 0.9, "num_params": 10,
+             "wall_s": 1.0, "trials": 3, "epochs": 3} for tool in peers.TOOLS]
+    out = tmp_path / "peers.json"
+    out.write_text(json.dumps({"settings": {"budget": budget}, "runs": done}))
+    results = peers.run(["breast_cancer"], [0], budget, workdir=str(tmp_path / "work"), out=str(out), resume=True)
+    assert results["runs"] == done  # nothing trained: the cell was complete
+    other = peers.budget_of(rounds=2, trainers=1, replicas=1, max_epochs=2, patience=1)
+    assert peers.finished_runs(str(out), other, peers.TOOLS) == []  # another budget starts afresh

@@ -9,11 +9,10 @@ import json
 import os
 import sys
 
-# protobuf: the console script (entry()) keeps the fast C implementation, upb, and ends the process with
-# os._exit, because upb segfaults in the interpreter's teardown after a tf.Transform trace (DESIGN.md;
-# BENCHMARKS.md, "Overhead": the pure-Python implementation cost about a fifth of a run). Called in-process
-# (main(), as the tests do), the caller picks the implementation: PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python
-# if its process has to exit normally.
+# protobuf: the console script keeps its fast C implementation, upb (the pure-Python one, once our workaround,
+# cost about a fifth of a run: BENCHMARKS.md, "Overhead"). upb has segfaulted in the interpreter's teardown
+# after a tf.Transform trace (DESIGN.md; not reproduced with protobuf 6.33.6 on 2026-11-23), so entry() ends
+# the process with os._exit once everything is written: nothing of ours runs in the teardown.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from modelsearch.errors import UserError  # noqa: E402  (light: no TensorFlow)
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The `modelsearch` console script: main(), then os._exit once everything is written and flushed (the
-    normal interpreter teardown is where upb crashes; nothing of ours runs there)."""
+    interpreter teardown is where upb has crashed; nothing of ours runs there)."""
     try:
         code = main()
     except SystemExit as e:  # argparse: --help (0) and usage errors (2)

@@ -10,6 +10,8 @@ No TensorFlow here: the CLI uses it before loading anything heavy.
 """
 from __future__ import annotations
 
+import math
+
 from modelsearch.errors import UserError
 
 KIND_RANKS = {"tabular": 1, "sequence": 2, "image": 3}
@@ -60,23 +62,30 @@ def model_shape(kind: str, declared: list[int]) -> list[int]:
     rank, wanted = len(declared), KIND_RANKS[kind]
     if kind == "image" and rank == 3 and declared[2] not in (1, 3, 4):
         raise UserError(f"an image shape ends with its channels (1 grayscale, 3 RGB, 4 RGBA), got "
-                        f"{_text(declared)}; give height,width or height,width,channels")
+                        f"{shape_text(declared)}; give height,width or height,width,channels")
     if rank == wanted:
         return declared
     if rank == wanted - 1 and kind != "tabular":
         return [*declared, 1]
     examples = {"tabular": "the number of features, e.g. 64", "sequence": "steps or steps,features, e.g. 40 or 40,1",
                 "image": "height,width or height,width,channels, e.g. 28,28 or 28,28,1"}
-    raise UserError(f"input shape {_text(declared)} does not fit {kind} inputs (rank {wanted}); give "
+    raise UserError(f"input shape {shape_text(declared)} does not fit {kind} inputs (rank {wanted}); give "
                     f"{examples[kind]}, or another --input-kind")
 
 
 def size(shape: list[int]) -> int:
-    total = 1
-    for d in shape:
-        total *= int(d)
-    return total
+    return math.prod(int(d) for d in shape)
 
 
-def _text(shape) -> str:
+def square_shape(n: int, what: str) -> list[int]:
+    """[side, side] for n values forming a square grayscale image; `what` names the n values in the error."""
+    side = math.isqrt(n)
+    if side * side != n:
+        raise UserError(f"{what}, not a square number of pixels: pass --input-shape HEIGHT,WIDTH[,CHANNELS] "
+                        f"for an image")
+    return [side, side]
+
+
+def shape_text(shape) -> str:
+    """[28, 28, 1] -> "28,28,1", as --input-shape takes it."""
     return ",".join(str(d) for d in shape)

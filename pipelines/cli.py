@@ -204,7 +204,9 @@ def entry() -> None:
     try:
         code = main()
     except SystemExit as e:  # argparse: --help (0) and usage errors (2)
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else (print(e.code, file=sys.stderr) or 1))
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
     except KeyboardInterrupt:
         code = 130
     except BaseException:  # a bug, not a user mistake: show it, and still exit without the teardown

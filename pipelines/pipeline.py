@@ -32,7 +32,7 @@ def input_nodes(data_path: str, label: str, problem_type: str, seed: int, data_f
         from tfx.components.example_gen.import_example_gen.component import ImportExampleGen
         from tfx.proto import example_gen_pb2
 
-        from components.preprocess.executor import pipeline_args
+        from components.preprocess.executor import DEFAULT_BEAM_ARGS, names_runner
         from components.preprocess.tfrecords import import_location
 
         base, pattern = import_location(data_path)
@@ -41,8 +41,8 @@ def input_nodes(data_path: str, label: str, problem_type: str, seed: int, data_f
             input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=pattern)]),
             output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
                 splits=[example_gen_pb2.SplitConfig.Split(name="all", hash_buckets=1)])))]
-        if pipeline_args(beam_pipeline_args) != list(beam_pipeline_args or []):  # no runner named: run offline
-            examples[0].with_beam_pipeline_args(pipeline_args([]))
+        if not names_runner(beam_pipeline_args):  # run offline, as Preprocess does
+            examples[0].with_beam_pipeline_args(list(DEFAULT_BEAM_ARGS))
     preprocess = Preprocess(data_path=data_path, label=label, problem_type=problem_type, seed=seed,
                             data_fingerprint=data_fingerprint, input_kind=input_kind, input_shape=input_shape,
                             examples=examples[0].outputs["examples"] if examples else None)

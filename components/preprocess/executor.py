@@ -232,12 +232,14 @@ class _EncodeExamples:
         return self._encoder.encode(batch)
 
 
+def names_runner(beam_pipeline_args: list | None) -> bool:
+    return any(a == "--runner" or a.startswith("--runner=") for a in beam_pipeline_args or [])
+
+
 def pipeline_args(beam_pipeline_args: list | None) -> list:
     """The caller's Beam arguments, with the offline default runner unless they name one."""
     args = list(beam_pipeline_args or [])
-    if not any(a == "--runner" or a.startswith("--runner=") for a in args):
-        args = [*DEFAULT_BEAM_ARGS, *args]
-    return args
+    return args if names_runner(args) else [*DEFAULT_BEAM_ARGS, *args]
 
 
 def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_dir: str, seed: int = 0,

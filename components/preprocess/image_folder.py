@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from modelsearch.errors import UserError
-from modelsearch.kinds import model_shape
+from modelsearch.kinds import model_shape, shape_text
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 IMAGE_FORMATS = ("PNG", "JPEG")
@@ -97,7 +97,7 @@ def image_shape(infos: list[tuple[int, int, str, str]], declared: list[int] | No
     if declared is not None:
         shape = model_shape("image", declared)
         if shape[2] not in (1, 3):
-            raise UserError(f"--input-shape {','.join(map(str, declared))}: images are decoded to 1 (grayscale) "
+            raise UserError(f"--input-shape {shape_text(declared)}: images are decoded to 1 (grayscale) "
                             f"or 3 (RGB) channels; give height,width,1 or height,width,3")
         return shape
     sizes = {}

@@ -23,6 +23,14 @@ def raw_spec(column: dict) -> tuple[list[int], str]:
     return [], "float" if column["kind"] == "numeric" else "string"
 
 
+def raw_tf_spec(column: dict):
+    """raw_spec with the TensorFlow dtype: (shape without the batch axis, tf.float32 | tf.string)."""
+    import tensorflow as tf
+
+    shape, dtype = raw_spec(column)
+    return shape, tf.float32 if dtype == "float" else tf.string
+
+
 def encode_raw(row: dict, schema: dict) -> bytes:
     """One parsed raw row (column name -> float | bytes | list of floats) -> a serialized tf.Example keyed by
     serving name."""
@@ -46,11 +54,7 @@ def load_raw_split(examples_dir: str, schema: dict, split: str = "test") -> tupl
     import tensorflow as tf
 
     regression = schema["task"]["type"] == "regression"
-    dtypes = {"float": tf.float32, "string": tf.string}
-    spec = {}
-    for column in schema["columns"]:
-        shape, dtype = raw_spec(column)
-        spec[column.get("serving_name") or column["name"]] = tf.io.FixedLenFeature(shape, dtypes[dtype])
+    spec = {(c.get("serving_name") or c["name"]): tf.io.FixedLenFeature(*raw_tf_spec(c)) for c in schema["columns"]}
     spec[LABEL_KEY] = tf.io.FixedLenFeature([], tf.float32 if regression else tf.string)
     files = sorted(tf.io.gfile.glob(os.path.join(examples_dir, RAW_DIR.format(split=split), "*.gz")))
     if not files:

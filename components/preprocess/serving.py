@@ -18,7 +18,7 @@ def export_serving_model(keras_model, transform_dir: str, schema: dict, export_d
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components.preprocess.raw_examples import raw_spec
+    from components.preprocess.raw_examples import raw_tf_spec
 
     task = schema["task"]
     columns = schema["columns"]
@@ -26,9 +26,8 @@ def export_serving_model(keras_model, transform_dir: str, schema: dict, export_d
     module.model = keras_model
     module.tft_layer = tft.TFTransformOutput(transform_dir).transform_features_layer()
     names = [c.get("serving_name") or c["name"] for c in columns]  # column names, cleaned where TF needs it
-    dtypes = {"float": tf.float32, "string": tf.string}
-    signature = [tf.TensorSpec([None, *shape], dtypes[dtype], name=name)
-                 for (shape, dtype), name in zip(map(raw_spec, columns), names)]
+    signature = [tf.TensorSpec([None, *shape], dtype, name=name)
+                 for (shape, dtype), name in zip(map(raw_tf_spec, columns), names)]
     if task["type"] == "classification":
         module.class_names = tf.constant(task["classes"])
 

@@ -7,10 +7,8 @@ input shape. TFRecords whose scalar features form a shape go through here too.
 """
 from __future__ import annotations
 
-import math
-
 from modelsearch.errors import UserError
-from modelsearch.kinds import kind_of_shape, model_shape, size
+from modelsearch.kinds import kind_of_shape, model_shape, shape_text, size, square_shape
 
 INPUT_NAMES = {"image": "pixels", "sequence": "sequence", "tabular": "features"}
 
@@ -25,7 +23,7 @@ def shape_schema(schema: dict, kind: str | None, declared: list[int] | None, dat
     """The table's schema as is (no kind or shape declared, or a plain table), or its columns as one array."""
     if (kind is None and declared is None) or kind == "tabular":
         if declared is not None and declared != schema["input_shape"]:
-            raise UserError(f"--input-shape {_text(declared)} does not match the table {data_path}: its "
+            raise UserError(f"--input-shape {shape_text(declared)} does not match the table {data_path}: its "
                             f"{len(schema['columns'])} feature columns give {schema['input_shape'][0]} features; "
                             f"leave --input-shape out for a table")
         return schema
@@ -35,13 +33,13 @@ def shape_schema(schema: dict, kind: str | None, declared: list[int] | None, dat
     kind = kind or kind_of_shape(declared)
     shape = model_shape(kind, declared)
     if size(declared) != len(columns):
-        raise UserError(f"--input-shape {_text(declared)} needs {size(declared)} values per row, but {data_path} "
+        raise UserError(f"--input-shape {shape_text(declared)} needs {size(declared)} values per row, but {data_path} "
                         f"has {len(columns)} feature columns besides the label {schema['label']!r}; give a shape "
                         f"whose sizes multiply to {len(columns)}, or remove the extra columns")
     text = [c["name"] for c in columns if c["kind"] != "numeric"]
     if text:
         raise UserError(f"column {text[0]!r} of {data_path} is not numeric, so the columns cannot form an "
-                        f"{kind} of shape {_text(declared)}; a shaped table holds numbers only: drop or "
+                        f"{kind} of shape {shape_text(declared)}; a shaped table holds numbers only: drop or "
                         f"encode the column {text[0]!r}")
     name = array_name(kind, schema["label"])
     array = {"name": name, "kind": "array", "shape": declared, "serving_name": name,
@@ -53,12 +51,4 @@ def _default_shape(kind: str, n: int, data_path: str) -> list[int]:
     """Without --input-shape: a sequence of n steps, or a square grayscale image."""
     if kind == "sequence":
         return [n]
-    side = math.isqrt(n)
-    if side * side == n:
-        return [side, side]
-    raise UserError(f"{data_path} has {n} feature columns, not a square number of pixels: pass "
-                    f"--input-shape HEIGHT,WIDTH[,CHANNELS] for an image")
-
-
-def _text(shape) -> str:
-    return ",".join(str(d) for d in shape)
+    return square_shape(n, f"{data_path} has {n} feature columns")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from modelsearch.errors import UserError
-from modelsearch.kinds import kind_of_shape, model_shape, size
+from modelsearch.kinds import kind_of_shape, model_shape, shape_text, size, square_shape
 
 SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".tfr")
 IMPORT_PATTERN = "*.tfr*"  # ImportExampleGen's pattern for a folder: the files data_files() lists
@@ -113,7 +113,7 @@ def infer_schema(path: str, label: str, problem_type: str | None, kind: str | No
     _, label_values = features.pop(label)
     if any(v is not None and len(v) > 1 for v in label_values):
         raise UserError(f"label feature {label!r} holds several values in an example; it must hold one")
-    task = infer_task(["" if not v else _text(v[0]) for v in label_values], label, problem_type)
+    task = infer_task([_first(v) for v in label_values], label, problem_type)
     schema = {"format": "tfrecord", "label": label, "task": task, "num_examples": len(records)}
     if not features:
         raise UserError(f"the examples of {path} have no features besides the label {label!r}; add at least one")
@@ -146,7 +146,7 @@ def infer_schema(path: str, label: str, problem_type: str | None, kind: str | No
     for name, (_, values) in features.items():
         if any(v is not None and len(v) > 1 for v in values):
             raise UserError(f"feature {name!r} of {path} holds several values in an example")
-        texts[name] = ["" if not v else _text(v[0]) for v in values]
+        texts[name] = [_first(v) for v in values]
     columns = table_columns(texts)
     table = {**schema, "columns": columns, "input_shape": [table_width(columns)]}
     return shaped_table.shape_schema(table, kind, declared, path)
@@ -171,24 +171,14 @@ def _list_input(name: str, values: list, kind: str | None, declared: list[int] |
                         f"values); every example needs the same number of values (pad them)")
     [length] = lengths
     if declared is None:
-        declared = [length] if kind != "image" else _square(length, name)
+        declared = [length] if kind != "image" else square_shape(length, f"feature {name!r} holds {length} values")
         kind = kind or "tabular"
     kind = kind or kind_of_shape(declared)
     if size(declared) != length:
-        raise UserError(f"--input-shape {','.join(map(str, declared))} needs {size(declared)} values, but feature "
+        raise UserError(f"--input-shape {shape_text(declared)} needs {size(declared)} values, but feature "
                         f"{name!r} of {path} holds {length}; give a shape whose sizes multiply to {length}")
     column = {"name": name, "kind": "array", "shape": declared, "serving_name": serving_names([name])[0]}
     return {"columns": [column], "input_shape": model_shape(kind, declared)}
-
-
-def _square(length: int, name: str) -> list[int]:
-    import math
-
-    side = math.isqrt(length)
-    if side * side != length:
-        raise UserError(f"feature {name!r} holds {length} values, not a square number of pixels: pass "
-                        f"--input-shape HEIGHT,WIDTH[,CHANNELS]")
-    return [side, side]
 
 
 def example_parser(schema: dict):

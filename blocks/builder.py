@@ -16,7 +16,7 @@ import keras
 
 from blocks import registry
 from blocks.registry import default_params
-from modelsearch.errors import UserError
+from common.errors import UserError
 
 HEADS = ("avg", "max", "flatten")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from modelsearch.errors import UserError
+from common.errors import UserError
 
 FAMILIES = ("dense", "conv", "pool", "cell", "conv1d", "recurrent", "transformer", "user")
 

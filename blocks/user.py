@@ -21,7 +21,7 @@ import keras
 
 from blocks import registry
 from blocks.registry import Block
-from modelsearch.errors import UserError
+from common.errors import UserError
 
 KINDS = ("function", "layer", "network")
 _KEYS = {"name", "path", "ranks", "params", "kind", "out_rank"}

@@ -5,17 +5,27 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from modelsearch.export import SCHEMA_FILE  # noqa: F401  (Preprocess writes it beside the transform graph)
 from modelsearch.trialstore import Trial, TrialStore
 
 
-class CandidateSpecs(Artifact):
-    """candidates.json: the architecture specs a search round hands to its trainers."""
+class SearchPlan(Artifact):
+    """plan.json: what SearchGenerator found when it opened the search (budget, trials held, trainers)."""
 
-    TYPE_NAME = "modelsearch.CandidateSpecs"
+    TYPE_NAME = "modelsearch.SearchPlan"
 
 
-CANDIDATES_FILE = "candidates.json"
-SCHEMA_FILE = "modelsearch_schema.json"
+PLAN_FILE = "plan.json"
+
+
+def write_plan(channel: list, plan: dict) -> None:
+    import json
+    import os
+
+    from tfx.utils import io_utils
+    [artifact] = channel
+    io_utils.write_string_file(os.path.join(artifact.uri, PLAN_FILE), json.dumps(plan, indent=1))
+    artifact.set_int_custom_property("to_train", plan["to_train"])
 
 
 def study_parameters() -> dict:

@@ -38,6 +38,8 @@ def _section(name: str):
 
 @dataclasses.dataclass
 class SearchConfig:
+    trials: int = 6                 # the study's budget: search trials in all (a rerun goes on to it)
+    trainers: int | None = None     # trainers at once (None: one per core, at most 4, on one machine)
     strategy: str = "beam"          # a module in modelsearch/strategies/
     beam_size: int = 3              # top-k completed trials the beam keeps
     p_deeper: float = 0.5           # probability that a mutation appends a block
@@ -90,7 +92,10 @@ class SearchConfig:
         from modelsearch import strategies
         if self.strategy not in strategies.names():
             fail(f"unknown strategy {self.strategy!r}; choose one of {', '.join(strategies.names())}")
-        for name in ("beam_size", "max_depth", "max_epochs", "patience", "min_completed"):
+        if self.trainers is not None and (not isinstance(self.trainers, int) or isinstance(self.trainers, bool)
+                                          or self.trainers < 1):
+            fail(f"trainers must be a positive whole number (or null: one per core), got {self.trainers!r}")
+        for name in ("trials", "beam_size", "max_depth", "max_epochs", "patience", "min_completed"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "min_completed" else 1):
                 fail(f"{name} must be a positive whole number, got {value!r}")

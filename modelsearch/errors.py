@@ -1,5 +1,2 @@
-"""The one exception type for user mistakes: the CLI prints its message and exits 2."""
-
-
-class UserError(Exception):
-    """Bad input from the user (data, label, configuration). The message names the fix."""
+"""UserError, re-exported for existing imports: the class lives in common/errors.py (a leaf every layer may import)."""
+from common.errors import UserError  # noqa: F401

@@ -7,8 +7,10 @@ shows where every model came from. The search reads completed trials from here a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import socket
 import time
 
 from ml_metadata import metadata_store
@@ -20,11 +22,14 @@ STUDY_TYPE = "modelsearch.Study"
 TRIAL_TYPE = "modelsearch.Trial"
 MODEL_TYPE = "modelsearch.TrialModel"
 
-RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+RUNNING, COMPLETED, FAILED, ABANDONED = "running", "completed", "failed", "abandoned"
+# A trial whose trainer stopped renewing its lease (killed, out of memory, machine lost) is ABANDONED: it is
+# neither evidence nor taken, does not count against the budget, and its candidate may be proposed again.
 # What a trial is: a search candidate, a replica of the best (other seed), an ensemble, a distilled student.
 SEARCH, REPLICA, ENSEMBLE, STUDENT = "search", "replica", "ensemble", "student"
 DECISION_TYPE = "modelsearch.Decision"
-_STATE = {RUNNING: mlmd.Execution.RUNNING, COMPLETED: mlmd.Execution.COMPLETE, FAILED: mlmd.Execution.FAILED}
+RESERVATION_TYPE = "modelsearch.Reservation"
+LEASE_SECONDS = 120.0  # a running trial whose lease is older than this was lost (see heartbeat())
 _METRIC_PREFIX = "metric."
 
 
@@ -38,7 +43,7 @@ class Trial:
     spec: dict
     parent_id: int | None = None
     mutation: str = ""
-    round: int = 0
+    number: int = -1       # a search trial's place in its study (0, 1, ...); -1 for exploit trials
     seed: int = 0
     teacher_id: int | None = None
     kind: str = SEARCH
@@ -51,6 +56,9 @@ class Trial:
     finished: float = 0.0
     train_seconds: float = 0.0
     error: str = ""
+    worker: str = ""           # host:pid of the trainer that holds the trial
+    lease_expires: float = 0.0  # 0: no lease (a trial recorded in one step, e.g. an ensemble)
+    peak_rss_mb: float = 0.0   # the trial process's peak resident memory
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -79,71 +87,159 @@ def connection_config(config: dict | str) -> mlmd.ConnectionConfig:
     return result
 
 
+class ReservationConflict(Exception):
+    """Another trainer reserved the same trial number or candidate first: read the study again and retry."""
+
+
+def _transient(error: Exception) -> bool:
+    """A write that lost a lock (SQLite's "database is locked", MySQL's deadlock): worth trying again."""
+    text = str(error).lower()
+    return any(s in text for s in ("database is locked", "deadlock", "lock wait timeout", "busy"))
+
+
+def _retrying(call, *args, tries: int = 50, **kwargs):
+    """Runs an MLMD call, retrying writes that lost a lock to a concurrent trainer (with a growing pause)."""
+    from ml_metadata import errors
+    for attempt in range(tries):
+        try:
+            return call(*args, **kwargs)
+        except errors.AlreadyExistsError:
+            raise
+        except Exception as e:  # MLMD raises its own error classes; only lock contention is retried
+            if not _transient(e) or attempt == tries - 1:
+                raise
+            time.sleep(min(0.05 * (attempt + 1), 1.0))
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class TrialStore:
     def __init__(self, config: dict | str):
         self.config = json.loads(config) if isinstance(config, str) else dict(config)
-        self._store = metadata_store.MetadataStore(connection_config(self.config))
+        self._store = _retrying(metadata_store.MetadataStore, connection_config(self.config))
         self._study_type = self._put_type(mlmd.ContextType, self._store.put_context_type, STUDY_TYPE, {})
         self._trial_type = self._put_type(
             mlmd.ExecutionType, self._store.put_execution_type, TRIAL_TYPE,
             {"study": mlmd.STRING, "state": mlmd.STRING, "spec": mlmd.STRING, "parent_id": mlmd.INT,
-             "mutation": mlmd.STRING, "round": mlmd.INT, "seed": mlmd.INT, "teacher_id": mlmd.INT,
+             "mutation": mlmd.STRING, "number": mlmd.INT, "seed": mlmd.INT, "teacher_id": mlmd.INT,
              "num_params": mlmd.INT, "num_inherited": mlmd.INT, "model_uri": mlmd.STRING,
              "started": mlmd.DOUBLE, "finished": mlmd.DOUBLE, "train_seconds": mlmd.DOUBLE, "error": mlmd.STRING,
-             "kind": mlmd.STRING, "distillation": mlmd.STRING})
+             "kind": mlmd.STRING, "distillation": mlmd.STRING, "worker": mlmd.STRING,
+             "lease_expires": mlmd.DOUBLE, "peak_rss_mb": mlmd.DOUBLE})
         self._decision_type = self._put_type(mlmd.ExecutionType, self._store.put_execution_type, DECISION_TYPE,
                                              {"study": mlmd.STRING, "name": mlmd.STRING, "details": mlmd.STRING})
         self._model_type = self._put_type(mlmd.ArtifactType, self._store.put_artifact_type, MODEL_TYPE,
                                           {"trial_id": mlmd.INT})
+        self._reservation_type = self._put_type(mlmd.ArtifactType, self._store.put_artifact_type,
+                                                RESERVATION_TYPE, {})
+        self._contexts = {}
 
     @staticmethod
     def _put_type(proto_cls, put, name, properties):
         type_proto = proto_cls(name=name)
         for key, value in properties.items():
             type_proto.properties[key] = value
-        return put(type_proto, can_add_fields=True)
+        return _retrying(put, type_proto, can_add_fields=True, can_omit_fields=True)
 
     def _study_context(self, study: str) -> mlmd.Context:
+        if study in self._contexts:
+            return self._contexts[study]
         context = self._store.get_context_by_type_and_name(STUDY_TYPE, study)
         if context is None:
             context = mlmd.Context(type_id=self._study_type, name=study)
             try:
-                [context.id] = self._store.put_contexts([context])
+                [context.id] = _retrying(self._store.put_contexts, [context])
             except Exception:  # another trainer created it first
                 context = self._store.get_context_by_type_and_name(STUDY_TYPE, study)
+        self._contexts[study] = context
         return context
 
-    def start_trial(self, study: str, spec: dict, parent_id: int | None = None, mutation: str = "",
-                    round: int = 0, seed: int = 0, teacher_id: int | None = None, kind: str = SEARCH,
-                    distillation: dict | None = None, input_ids: tuple = ()) -> int:
-        """Records a running trial and returns its id (MLMD's execution id: unique across trainers).
-
-        The models of the parent, the teacher and `input_ids` (an ensemble's members) become the
-        trial's MLMD inputs, so MLMD's lineage shows where every model came from."""
+    def _new_trial(self, study: str, spec: dict, parent_id, mutation: str, seed: int, teacher_id, kind: str,
+                   distillation: dict | None, lease_seconds: float | None) -> mlmd.Execution:
         execution = mlmd.Execution(type_id=self._trial_type, last_known_state=mlmd.Execution.RUNNING)
         props = execution.properties
         props["study"].string_value = study
         props["state"].string_value = RUNNING
         props["spec"].string_value = json.dumps(spec, sort_keys=True)
         props["mutation"].string_value = mutation
-        props["round"].int_value = round
         props["seed"].int_value = seed
         props["started"].double_value = time.time()
         props["kind"].string_value = kind
         props["distillation"].string_value = json.dumps(distillation or {}, sort_keys=True)
+        props["worker"].string_value = worker_name()
+        if lease_seconds:
+            props["lease_expires"].double_value = time.time() + lease_seconds
         if parent_id is not None:
             props["parent_id"].int_value = parent_id
         if teacher_id is not None:
             props["teacher_id"].int_value = teacher_id
+        return execution
+
+    def _input_events(self, *trial_ids) -> list:
+        """The models of these trials as MLMD inputs, so MLMD's lineage shows where every model came from."""
         events = []
-        sources = dict.fromkeys(i for i in (parent_id, teacher_id, *input_ids) if i is not None)
-        for source in sources:
+        for source in dict.fromkeys(i for i in trial_ids if i is not None):
             model = self._model_artifact(source)
             if model is not None:
                 events.append((model, mlmd.Event(type=mlmd.Event.INPUT)))
-        context = self._study_context(study)
-        trial_id, _, _ = self._store.put_execution(execution, events, [context])
+        return events
+
+    def start_trial(self, study: str, spec: dict, parent_id: int | None = None, mutation: str = "",
+                    seed: int = 0, teacher_id: int | None = None, kind: str = SEARCH,
+                    distillation: dict | None = None, input_ids: tuple = (),
+                    lease_seconds: float | None = None) -> int:
+        """Records a running trial of the exploit phase (no budget, no reservation) and returns its id
+        (MLMD's execution id: unique across trainers). The models of the parent, the teacher and
+        `input_ids` (an ensemble's members) become the trial's MLMD inputs."""
+        execution = self._new_trial(study, spec, parent_id, mutation, seed, teacher_id, kind, distillation,
+                                    lease_seconds)
+        events = self._input_events(parent_id, teacher_id, *input_ids)
+        trial_id, _, _ = _retrying(self._store.put_execution, execution, events, [self._study_context(study)])
         return trial_id
+
+    def reserve(self, study: str, number: int, evaluation: int, spec: dict, key: str, parent_id: int | None = None,
+                mutation: str = "", seed: int = 0, teacher_id: int | None = None,
+                distillation: dict | None = None, lease_seconds: float = LEASE_SECONDS) -> int:
+        """Reserves search trial `number` of the study for `spec` (its `evaluation`-th training) and returns
+        the running trial's id, or raises ReservationConflict when another trainer took either first.
+
+        Atomic on SQLite and MySQL alike: MLMD keeps names unique per type, and one put_execution writes the
+        trial (named after its number) and a reservation artifact (named after the candidate and evaluation)
+        in one transaction, so of two trainers that read the same study and ask at the same instant, one
+        wins and the other writes nothing."""
+        execution = self._new_trial(study, spec, parent_id, mutation, seed, teacher_id, SEARCH, distillation,
+                                    lease_seconds)
+        execution.name = f"{study}/search/{number}"
+        execution.properties["number"].int_value = number
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        reservation = mlmd.Artifact(type_id=self._reservation_type, name=f"{study}/{digest}/{evaluation}",
+                                    uri="", state=mlmd.Artifact.LIVE)
+        events = [(reservation, mlmd.Event(type=mlmd.Event.INTERNAL_OUTPUT)),
+                  *self._input_events(parent_id, teacher_id)]
+        from ml_metadata import errors
+        try:
+            trial_id, _, _ = _retrying(self._store.put_execution, execution, events, [self._study_context(study)])
+        except errors.AlreadyExistsError:
+            raise ReservationConflict(f"search trial {number} or this candidate of {study} is taken") from None
+        return trial_id
+
+    def heartbeat(self, trial_id: int, lease_seconds: float = LEASE_SECONDS) -> None:
+        """Renews a running trial's lease. A masked update: it cannot overwrite what the trial's own
+        process records meanwhile (its metrics and state)."""
+        execution = mlmd.Execution(id=trial_id, type_id=self._trial_type)
+        execution.properties["lease_expires"].double_value = time.time() + lease_seconds
+        _retrying(self._store.put_executions, [execution], field_mask_paths=["properties.lease_expires"])
+
+    def reclaim_expired(self, study: str, now: float | None = None) -> list[int]:
+        """Marks the study's running trials whose lease expired as abandoned (their trainer died); returns them."""
+        now = time.time() if now is None else now
+        lost = [t for t in self.trials(study, (RUNNING,)) if 0 < t.lease_expires < now]
+        for t in lost:
+            self._finish(t.trial_id, ABANDONED, f"lease expired {now - t.lease_expires:.0f} s ago: its trainer "
+                         f"({t.worker}) stopped renewing it (killed, out of memory, or its machine was lost)")
+        return [t.trial_id for t in lost]
 
     def _model_artifact(self, trial_id: int) -> mlmd.Artifact | None:
         events = self._store.get_events_by_execution_ids([trial_id])
@@ -151,7 +247,7 @@ class TrialStore:
         return self._store.get_artifacts_by_id(outputs)[0] if outputs else None
 
     def complete_trial(self, trial_id: int, metrics: dict, num_params: int, num_inherited: int,
-                       model_uri: str, train_seconds: float) -> None:
+                       model_uri: str, train_seconds: float, peak_rss_mb: float = 0.0) -> None:
         [execution] = self._store.get_executions_by_id([trial_id])
         execution.last_known_state = mlmd.Execution.COMPLETE
         props = execution.properties
@@ -161,20 +257,26 @@ class TrialStore:
         props["model_uri"].string_value = model_uri
         props["finished"].double_value = time.time()
         props["train_seconds"].double_value = float(train_seconds)
+        props["peak_rss_mb"].double_value = float(peak_rss_mb)
         for name, value in metrics.items():
             execution.custom_properties[_METRIC_PREFIX + name].double_value = float(value)
         model = mlmd.Artifact(type_id=self._model_type, uri=model_uri, state=mlmd.Artifact.LIVE)
         model.properties["trial_id"].int_value = trial_id
         context = self._study_context(props["study"].string_value)
-        self._store.put_execution(execution, [(model, mlmd.Event(type=mlmd.Event.OUTPUT))], [context])
+        _retrying(self._store.put_execution, execution, [(model, mlmd.Event(type=mlmd.Event.OUTPUT))], [context])
 
     def fail_trial(self, trial_id: int, error: str) -> None:
-        [execution] = self._store.get_executions_by_id([trial_id])
-        execution.last_known_state = mlmd.Execution.FAILED
-        execution.properties["state"].string_value = FAILED
+        self._finish(trial_id, FAILED, error)
+
+    def _finish(self, trial_id: int, state: str, error: str) -> None:
+        execution = mlmd.Execution(id=trial_id, type_id=self._trial_type,
+                                   last_known_state=mlmd.Execution.FAILED if state == FAILED
+                                   else mlmd.Execution.CANCELED)
+        execution.properties["state"].string_value = state
         execution.properties["error"].string_value = error[-2000:]
         execution.properties["finished"].double_value = time.time()
-        self._store.put_execution(execution, [], [])
+        _retrying(self._store.put_executions, [execution], field_mask_paths=[
+            "last_known_state", "properties.state", "properties.error", "properties.finished"])
 
     def get(self, trial_id: int) -> Trial:
         executions = self._store.get_executions_by_id([trial_id])
@@ -208,7 +310,7 @@ class TrialStore:
         execution.properties["study"].string_value = study
         execution.properties["name"].string_value = name
         execution.properties["details"].string_value = json.dumps(details, sort_keys=True)
-        decision_id, _, _ = self._store.put_execution(execution, [], [self._study_context(study)])
+        decision_id, _, _ = _retrying(self._store.put_execution, execution, [], [self._study_context(study)])
         return decision_id
 
     def decisions(self, study: str, name: str) -> list[dict]:
@@ -234,7 +336,7 @@ def _to_trial(execution: mlmd.Execution) -> Trial:
         spec=json.loads(props["spec"].string_value),
         parent_id=optional_int("parent_id"),
         mutation=props["mutation"].string_value,
-        round=props["round"].int_value,
+        number=props["number"].int_value if "number" in props else -1,
         seed=props["seed"].int_value,
         teacher_id=optional_int("teacher_id"),
         kind=props["kind"].string_value if "kind" in props else SEARCH,
@@ -248,4 +350,7 @@ def _to_trial(execution: mlmd.Execution) -> Trial:
         finished=props["finished"].double_value,
         train_seconds=props["train_seconds"].double_value,
         error=props["error"].string_value,
+        worker=props["worker"].string_value,
+        lease_expires=props["lease_expires"].double_value,
+        peak_rss_mb=props["peak_rss_mb"].double_value,
     )

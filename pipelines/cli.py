@@ -26,8 +26,13 @@ STUDY_FILE = "study.json"
 def _search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", required=True,
                         help="where the trial store, models and summary.json go; run again to continue the study")
-    parser.add_argument("--rounds", type=int, help="search rounds (default 3; a demo: its own)")
-    parser.add_argument("--trainers", type=int, help="candidates trained per round (default 2; a demo: its own)")
+    parser.add_argument("--trials", type=int, metavar="N",
+                        help="the study's budget of search trials, in all: a rerun on the same --output-dir goes on "
+                             "until the study holds N (default 6; config key \"trials\")")
+    parser.add_argument("--trainers", type=int, metavar="K",
+                        help="trainers at once, each taking the next candidate as soon as it is free (default: one "
+                             "per core, at most 4; config key \"trainers\")")
+    parser.add_argument("--rounds", type=int, help=argparse.SUPPRESS)  # gone: explained by search()
     parser.add_argument("--seed", type=int, default=0, help="seed for splits, search and training (default 0)")
     parser.add_argument("--config", help="search configuration JSON file (strategy, blocks, knobs, custom_blocks...)")
     parser.add_argument("--strategy", help="search strategy: beam (default) or random")
@@ -111,22 +116,28 @@ def _apply_push_options(args, config) -> None:
 
 def search(args, data_path: str, label: str | None, problem_type: str | None, input_kind: str | None = None,
            input_shape: str | None = None, defaults: dict | None = None) -> dict:
-    """Runs the search. `defaults`: a demo's rounds, trainers and search settings (the options and --config win)."""
+    """Runs the search. `defaults`: a demo's search settings (the options and --config win)."""
     from components.preprocess.schema import infer_schema
     from modelsearch.config import load_config
+    from pipelines import local_runner, node_server
 
     defaults = defaults or {}
-    args.rounds = args.rounds if args.rounds is not None else defaults.get("rounds", 3)
-    args.trainers = args.trainers if args.trainers is not None else defaults.get("trainers", 2)
-    _positive("rounds", args.rounds)
-    _positive("trainers", args.trainers)
+    if args.rounds is not None:
+        raise UserError("--rounds is gone: trainers no longer wait for each other in rounds; pass --trials N, the "
+                        "study's budget of search trials (e.g. --trials "
+                        f"{args.rounds * (args.trainers or 2)} for {args.rounds} rounds of {args.trainers or 2})")
+    for name in ("trials", "trainers"):
+        if getattr(args, name) is not None:
+            _positive(name, getattr(args, name))
     schema = infer_schema(data_path, label, problem_type, input_kind, input_shape)
     label = schema["label"]
     settings = {} if args.config else dict(defaults.get("search", {}))
     config = load_config(args.config, {**settings, **{k: v for k, v in {
-        "strategy": args.strategy, "beam_size": args.beam_size, "p_deeper": args.p_deeper,
-        "max_epochs": args.max_epochs}.items() if v is not None}})
+        "trials": args.trials, "trainers": args.trainers, "strategy": args.strategy, "beam_size": args.beam_size,
+        "p_deeper": args.p_deeper, "max_epochs": args.max_epochs}.items() if v is not None}})
+    trainers = config.trainers or local_runner.default_trainers()
     _apply_push_options(args, config)
+    node_server.start()  # the pipeline's nodes import TensorFlow and TFX there, while this process goes on
     print(f"[modelsearch] loading TensorFlow and TFX ...", file=sys.stderr, flush=True)
     _quiet_logs()
     from modelsearch.space import SearchSpace
@@ -135,7 +146,6 @@ def search(args, data_path: str, label: str | None, problem_type: str | None, in
                                    "input_shape": schema["input_shape"]})
 
     from modelsearch.trialstore import TrialStore
-    from pipelines import local_runner
     from pipelines.summary import write_summary
 
     task = schema["task"]
@@ -143,10 +153,10 @@ def search(args, data_path: str, label: str | None, problem_type: str | None, in
         print(f"[modelsearch] ignoring features {', '.join(schema['ignored_features'])} (the input is "
               f"{schema['columns'][0]['name']!r})", file=sys.stderr)
     print(f"[modelsearch] {task['type']} of {label!r} ({task.get('num_classes', '')} classes) on "
-          f"{schema['kind']} inputs of shape {schema['input_shape']}: {args.rounds} rounds x {args.trainers} "
-          f"trainers, strategy {config.strategy}", file=sys.stderr, flush=True)
+          f"{schema['kind']} inputs of shape {schema['input_shape']}: a budget of {config.trials} search trials, "
+          f"{trainers} trainer{'s' if trainers > 1 else ''} at once, strategy {config.strategy}", file=sys.stderr, flush=True)
     store_config = local_runner.run(
-        args.output_dir, data_path, label, args.study, config, args.rounds, args.trainers, seed=args.seed,
+        args.output_dir, data_path, label, args.study, config, config.trials, trainers, seed=args.seed,
         problem_type=problem_type or "", push_destination=args.push_destination or "",
         input_kind=input_kind or "", input_shape=input_shape or "")
     pushed_to = local_runner.last_push(args.output_dir) if args.push_destination else None

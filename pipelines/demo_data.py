@@ -59,18 +59,17 @@ def write_mnist1d_csv(path: str, num_samples: int = 5000, seed: int = 42) -> str
     return path
 
 
-# `modelsearch demo --dataset NAME`: how each demo's data is made and searched. `rounds`, `trainers` and
-# `search` (search configuration settings) are the demo's defaults; the command line and --config win.
+# `modelsearch demo --dataset NAME`: how each demo's data is made and searched. `search` (search configuration
+# settings, the trial budget included) are the demo's defaults; the command line and --config win.
 DEMOS = {
     "digits": {"write": write_digits_csv, "data": "digits.csv", "label": DIGITS_LABEL,
-               "rounds": 3, "trainers": 2, "search": {}},
+               "search": {"trials": 6}},
     # Batch normalisation's moving statistics lag for the first epochs on 1,257 training images: batches of 32
     # (twice the updates per epoch) and patience 15 keep early stopping from ending a CNN before they settle.
     "digits-images": {"write": write_digits_images, "data": "digits_images", "label": DIGITS_LABEL,
-                      "rounds": 3, "trainers": 2,
-                      "search": {"patience": 15, "knobs": {"batch_size": [32, 64, 128]}}},
+                      "search": {"trials": 6, "patience": 15, "knobs": {"batch_size": [32, 64, 128]}}},
     "mnist1d": {"write": write_mnist1d_csv, "data": "mnist1d.csv", "label": DIGITS_LABEL,
-                "input_kind": "sequence", "input_shape": "40", "rounds": 3, "trainers": 2, "search": {}},
+                "input_kind": "sequence", "input_shape": "40", "search": {"trials": 6}},
 }
 
 

@@ -24,7 +24,7 @@ def mysql_store(host: str, database: str, port: int = 3306, user: str = "root",
 
 
 def compile_pipeline(output_file: str, image: str, pipeline_root: str, data_path: str, label: str,
-                     trial_store: dict, search_config, rounds: int, trainers_per_round: int, study: str = "default",
+                     trial_store: dict, search_config, study: str = "default",
                      seed: int = 0, problem_type: str = "", push_destination: str = "") -> str:
     """Writes the KFP V2 pipeline spec (JSON) to `output_file` and returns its path."""
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kubeflow_v2
@@ -40,7 +40,8 @@ def compile_pipeline(output_file: str, image: str, pipeline_root: str, data_path
     # Caching off: a search round's inputs look the same every run, but the trial store behind them grows.
     pipeline = create_pipeline(
         pipeline_name=PIPELINE_NAME, pipeline_root=pipeline_root, data_path=data_path, label=label, study=study,
-        trial_store=trial_store, search_config=search_config, rounds=rounds, trainers_per_round=trainers_per_round,
+        trial_store=trial_store, search_config=search_config, trials=search_config.trials,
+        trainers=search_config.trainers or 2,
         seed=seed, problem_type=problem_type, enable_cache=False, push_destination=push_destination)
     output_file = os.path.abspath(output_file)
     runner = kubeflow_v2.KubeflowV2DagRunner(
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--mysql-database", default="modelsearch")
     build.add_argument("--mysql-port", type=int, default=3306)
     build.add_argument("--mysql-user", default="root")
-    build.add_argument("--rounds", type=int, default=3)
-    build.add_argument("--trainers", type=int, default=2)
+    build.add_argument("--trials", type=int, help="the study's budget of search trials (default 6; config \"trials\")")
+    build.add_argument("--trainers", type=int, help="trainer pods at once (default 2; config \"trainers\")")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--study", default="default")
     build.add_argument("--config", help="search configuration JSON file")
@@ -93,12 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"started run {submit(args.package, args.host, args.experiment)}")
             return 0
         from modelsearch.config import load_config
-        if args.rounds < 1 or args.trainers < 1:
-            raise UserError("--rounds and --trainers must be at least 1")
+        config = load_config(args.config, {"trials": args.trials, "trainers": args.trainers})
         path = compile_pipeline(
             args.output, args.image, args.pipeline_root, args.data, args.label,
             mysql_store(args.mysql_host, args.mysql_database, args.mysql_port, args.mysql_user),
-            load_config(args.config), args.rounds, args.trainers, study=args.study, seed=args.seed,
+            config, study=args.study, seed=args.seed,
             problem_type=args.problem_type, push_destination=args.push_destination)
         print(json.dumps({"pipeline_spec": path}))
     except UserError as e:

@@ -1,4 +1,5 @@
-"""Runs the pipeline on this machine: LocalDagRunner, SQLite for TFX's metadata and the trial store."""
+"""Runs the pipeline on this machine: ConcurrentDagRunner (every node a process, the K trainers at once),
+SQLite for TFX's metadata and for the trial store."""
 from __future__ import annotations
 
 import os
@@ -29,21 +30,27 @@ def fingerprint(data_path: str) -> str:
     return f"{count}:{size}:{newest}"
 
 
-def run(output_dir: str, data_path: str, label: str, study: str, search_config: SearchConfig, rounds: int,
-        trainers_per_round: int, seed: int = 0, problem_type: str = "", trial_store: dict | None = None,
+def default_trainers() -> int:
+    """K when not given: one trainer per core, at most 4 (each trial also uses its share of the cores)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def run(output_dir: str, data_path: str, label: str, study: str, search_config: SearchConfig, trials: int,
+        trainers: int, seed: int = 0, problem_type: str = "", trial_store: dict | None = None,
         push_destination: str = "", input_kind: str = "", input_shape: str = "") -> dict:
     """Runs the search; returns the trial-store config the trials were written to."""
     from tfx.orchestration import metadata
-    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
+    from pipelines.concurrent_dag_runner import ConcurrentDagRunner
     from pipelines.pipeline import create_pipeline
 
     where = paths(output_dir)
     trial_store = trial_store or where["trial_store"]
-    LocalDagRunner().run(create_pipeline(
+    ConcurrentDagRunner().run(create_pipeline(
         pipeline_name=PIPELINE_NAME, pipeline_root=where["pipeline_root"], data_path=os.path.abspath(data_path),
-        label=label, study=study, trial_store=trial_store, search_config=search_config, rounds=rounds,
-        trainers_per_round=trainers_per_round, seed=seed, problem_type=problem_type,
+        label=label, study=study, trial_store=trial_store, search_config=search_config, trials=trials,
+        trainers=trainers, threads_per_trial=max(1, (os.cpu_count() or 1) // trainers), seed=seed,
+        problem_type=problem_type,
         run_id=uuid.uuid4().hex, push_destination=push_destination, data_fingerprint=fingerprint(data_path),
         input_kind=input_kind or "", input_shape=input_shape or "",
         metadata_connection_config=metadata.sqlite_metadata_connection_config(where["tfx_metadata"])))

@@ -1,10 +1,10 @@
 """create_pipeline: the one DAG factory. Runners (local, Kubeflow V2) only choose configuration.
 
-[ImportExampleGen, for TFRecords ->] Preprocess -> R rounds of [SearchGenerator -> K Trainers] ->
-Ensembler -> Distiller, then, given a push destination, ModelSelector -> TFX's Pusher. TFX has no
-dynamic fan-out, so the trainers are a static loop of nodes; each round's generator (and the Ensembler)
-runs after every trainer of the round before (it reads their trials from the trial store, not from their
-artifacts).
+[ImportExampleGen, for TFRecords ->] Preprocess -> SearchGenerator -> K Trainers (at once) -> Ensembler ->
+Distiller, then, given a push destination, ModelSelector -> TFX's Pusher. The node count does not depend
+on the budget of N trials: each trainer loops over the study's next candidates until the study holds N
+(ARCHITECTURE.md). The Ensembler runs after every trainer (it reads their trials from the trial store,
+not from their artifacts).
 """
 from __future__ import annotations
 
@@ -50,38 +50,36 @@ def input_nodes(data_path: str, label: str, problem_type: str, seed: int, data_f
 
 
 def create_pipeline(pipeline_name: str, pipeline_root: str, data_path: str, label: str, study: str,
-                    trial_store: dict, search_config: SearchConfig, rounds: int, trainers_per_round: int,
+                    trial_store: dict, search_config: SearchConfig, trials: int, trainers: int,
                     seed: int = 0, problem_type: str = "", run_id: str = "", data_fingerprint: str = "",
                     metadata_connection_config=None, beam_pipeline_args: list | None = None,
                     enable_cache: bool = True, push_destination: str = "", input_kind: str = "",
-                    input_shape: str = "") -> tfx_pipeline.Pipeline:
+                    input_shape: str = "", threads_per_trial: int = 0) -> tfx_pipeline.Pipeline:
+    """`trials`: the study's budget of search trials (N); `trainers`: K trainer nodes that share it;
+    `threads_per_trial`: TensorFlow threads of each trial (0: all cores; a local runner gives each trainer
+    its share)."""
     nodes = input_nodes(data_path, label, problem_type, seed, data_fingerprint, input_kind, input_shape,
                         beam_pipeline_args)
     preprocess = nodes[-1]
     store_json, config_json = json.dumps(trial_store, sort_keys=True), json.dumps(search_config.to_json())
-    previous_round = []
-    for r in range(rounds):
-        generator = SearchGenerator(
-            transform_graph=preprocess.outputs["transform_graph"], study=study, trial_store=store_json,
-            search_config=config_json, num_candidates=trainers_per_round, seed=seed,
-            run_id=f"{run_id}/{r}").with_id(f"search_generator_r{r}")
-        for trainer in previous_round:
-            generator.add_upstream_node(trainer)
-        previous_round = [
-            Trainer(transformed_examples=preprocess.outputs["transformed_examples"],
-                    transform_graph=preprocess.outputs["transform_graph"],
-                    candidates=generator.outputs["candidates"], study=study, trial_store=store_json,
-                    search_config=config_json, index=k).with_id(f"trainer_r{r}_{k}")
-            for k in range(trainers_per_round)]
-        nodes += [generator, *previous_round]
-    nodes += exploit_nodes(preprocess, previous_round, study, store_json, config_json, run_id, push_destination)
+    settings = {"study": study, "trial_store": store_json, "search_config": config_json}
+    generator = SearchGenerator(transform_graph=preprocess.outputs["transform_graph"], **settings, trials=trials,
+                                trainers=trainers, seed=seed, run_id=run_id)
+    trainer_nodes = [
+        Trainer(transformed_examples=preprocess.outputs["transformed_examples"],
+                transform_graph=preprocess.outputs["transform_graph"], plan=generator.outputs["plan"],
+                **settings, trials=trials, index=k, threads=threads_per_trial, seed=seed,
+                run_id=run_id).with_id(f"trainer_{k}")
+        for k in range(trainers)]
+    nodes += [generator, *trainer_nodes]
+    nodes += exploit_nodes(preprocess, trainer_nodes, study, store_json, config_json, run_id, push_destination)
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=nodes,
         enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [])
 
 
-def exploit_nodes(preprocess, last_round: list, study: str, store_json: str, config_json: str, run_id: str,
+def exploit_nodes(preprocess, trainers: list, study: str, store_json: str, config_json: str, run_id: str,
                   push_destination: str) -> list:
     """Ensembler -> Distiller, and ModelSelector -> Pusher when there is somewhere to push to."""
     from tfx.components import Pusher
@@ -91,7 +89,7 @@ def exploit_nodes(preprocess, last_round: list, study: str, store_json: str, con
             "transform_graph": preprocess.outputs["transform_graph"]}
     settings = {"study": study, "trial_store": store_json, "search_config": config_json}
     ensembler = Ensembler(**data, **settings, run_id=run_id)
-    for trainer in last_round:
+    for trainer in trainers:
         ensembler.add_upstream_node(trainer)
     distiller = Distiller(**data, ensemble=ensembler.outputs["model"], **settings)
     if not push_destination:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from components.trial_models import SERVING_DIR
+from modelsearch.export import SERVING_DIR
 from modelsearch.strategies.base import score
 from modelsearch.trialstore import COMPLETED, ENSEMBLE, FAILED, SEARCH, STUDENT, TrialStore
 

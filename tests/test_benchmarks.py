@@ -139,3 +139,39 @@ def test_help(capsys):
     with pytest.raises(SystemExit) as exit_:
         nb.main(["--help"])
     assert exit_.value.code == 0 and "--budgets" in capsys.readouterr().out
+
+
+def test_async_trainers_finish_out_of_order(table):
+    space = nb.NASBench201Space()
+    asked = []
+
+    class Recording(RegularizedEvolution):
+        def propose(self, trials, n, space, rng):
+            asked.append(([t.state for t in trials], n))
+            return super().propose(trials, n, space, rng)
+
+    strategy = Recording(population=4, tournament=2)
+    trials = nb.simulate_async(strategy, space, table, budget=12, seed=3, trainers=3)
+    assert len(trials) == 12 and len(asked) == 12 and all(n == 1 for _, n in asked)  # one at a time, no more
+    assert len({space.key(t.spec) for t in trials}) == 12 and all(t.state == "completed" for t in trials)
+    assert [t.number for t in trials] == list(range(12))
+    assert {t.worker for t in trials} == {f"trainer-{i}" for i in range(3)}
+    assert [states.count("running") for states, _ in asked[:3]] == [0, 1, 2]  # at time 0, earlier ones are taken
+    assert all(states.count("running") == 2 for states, _ in asked[3:])  # a trainer asks while 2 others train
+    by_finish = sorted(trials, key=lambda t: (t.finished, t.number))
+    assert any(a.number > b.number for a, b in zip(by_finish, by_finish[1:]))  # a later start finished first
+    for t in trials:
+        assert t.finished == t.started + table.seconds[space.key(t.spec)]
+        assert t.metrics["objective"] in table.runs[space.key(t.spec)]
+    again = nb.simulate_async(Recording(population=4, tournament=2), space, table, budget=12, seed=3, trainers=3)
+    assert [t.to_json() for t in again] == [t.to_json() for t in trials]
+    assert nb.run_async_study(strategy, space, table, [5, 12], seed=3, trainers=3) == {
+        5: nb.returned(trials[:5], space), 12: nb.returned(trials, space)}
+
+
+def test_async_smoke_run_writes_json(tmp_path):
+    out = tmp_path / "nb201_async.json"
+    nb.main(["--mode", "async", "--trainers", "4", "--seeds", "2", "--budgets", "10,20", "--out", str(out)])
+    results = json.loads(out.read_text())
+    assert results["mode"] == "async" and results["trainers"] == 4 and "round_size" not in results
+    assert all(len(s["returned"]) == 2 for r in results["strategies"].values() for s in r["budgets"].values())

@@ -159,9 +159,9 @@ def _small_model(schema, seed=0):
 def _assert_serving_parity(schema, examples_dir, transform_dir, export_dir):
     """The SavedModel on the raw held-out inputs == the Keras model on the transformed held-out x."""
     import tensorflow as tf
-    from components.preprocess.executor import load_split
+    from modelsearch.data import load_arrays as load_split
     from components.preprocess.raw_examples import evaluate_saved_model, load_raw_split, serve
-    from components.preprocess.serving import export_serving_model
+    from modelsearch.export import export_serving_model
 
     model = _small_model(schema)
     export_serving_model(model, transform_dir, schema, export_dir)
@@ -181,7 +181,7 @@ def _assert_serving_parity(schema, examples_dir, transform_dir, export_dir):
 def test_image_folder_preprocess_and_serving(tmp_path):
     import tensorflow as tf
     from PIL import Image
-    from components.preprocess.executor import load_split
+    from modelsearch.data import load_arrays as load_split
     root = write_image_folder(tmp_path / "images", per_class=20, jpeg_every=3)
     schema = infer_schema(root, None)
     examples_dir, transform_dir = _preprocess(root, schema, tmp_path)
@@ -207,7 +207,7 @@ def test_image_folder_preprocess_and_serving(tmp_path):
 @pytest.mark.slow
 def test_sequence_table_preprocess_and_serving(tmp_path):
     import tensorflow as tf
-    from components.preprocess.executor import load_split
+    from modelsearch.data import load_arrays as load_split
     data = write_sequence_csv(tmp_path / "seq.csv")
     schema = infer_schema(data, "y", None, "sequence", "12")
     examples_dir, transform_dir = _preprocess(data, schema, tmp_path)

@@ -34,7 +34,7 @@ def test_route_end_to_end(route, tmp_path, capsys):
     data, extra, kind, input_name = _route(route, tmp_path)
     (tmp_path / "quick.json").write_text(json.dumps(QUICK))
     out = tmp_path / "run"
-    assert main(["run", "--data", data, *extra, "--output-dir", str(out), "--rounds", "1", "--trainers", "2",
+    assert main(["run", "--data", data, *extra, "--output-dir", str(out), "--trials", "2", "--trainers", "2",
                  "--max-epochs", "2", "--config", str(tmp_path / "quick.json"),
                  "--push-destination", str(tmp_path / "serving")]) == 0
     err = capsys.readouterr().err

@@ -10,17 +10,20 @@ from pipelines.kubeflow_runner import compile_pipeline, main, mysql_store
 IMAGE = "ghcr.io/example/modelsearch:1"
 
 
-def test_compiles_the_whole_dag_with_round_barriers(tmp_path):
+@pytest.mark.parametrize("trials", [4, 300])
+def test_compiles_k_trainers_whatever_the_budget(tmp_path, trials):
     path = compile_pipeline(str(tmp_path / "p.json"), IMAGE, "gs://bucket/root", "gs://bucket/data.csv", "y",
-                            mysql_store("modelsearch-mysql", "trials"), SearchConfig(), rounds=2,
-                            trainers_per_round=2, push_destination="gs://bucket/serving")
+                            mysql_store("modelsearch-mysql", "trials"), SearchConfig(trials=trials, trainers=3),
+                            push_destination="gs://bucket/serving")
     spec = json.loads(open(path).read())["pipelineSpec"]
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"Preprocess", "search_generator_r0", "search_generator_r1", "trainer_r0_0", "trainer_r0_1",
-                          "trainer_r1_0", "trainer_r1_1", "Ensembler", "Distiller", "ModelSelector", "Pusher"}
-    # A round's generator waits for every trainer of the round before; the Ensembler for the last round.
-    assert {"trainer_r0_0", "trainer_r0_1"} <= set(tasks["search_generator_r1"]["dependentTasks"])
-    assert {"trainer_r1_0", "trainer_r1_1"} <= set(tasks["Ensembler"]["dependentTasks"])
+    # The node count does not depend on the budget: K trainers loop over the study's trials.
+    assert set(tasks) == {"Preprocess", "SearchGenerator", "trainer_0", "trainer_1", "trainer_2", "Ensembler",
+                          "Distiller", "ModelSelector", "Pusher"}
+    assert all("SearchGenerator" in tasks[f"trainer_{k}"]["dependentTasks"] for k in range(3))
+    assert {"trainer_0", "trainer_1", "trainer_2"} <= set(tasks["Ensembler"]["dependentTasks"])
+    parameters = tasks["trainer_0"]["inputs"]["parameters"]
+    assert int(parameters["trials"]["runtimeValue"]["constantValue"]["intValue"]) == trials
     assert tasks["Pusher"]["dependentTasks"] == ["ModelSelector"]
     executors = spec["deploymentSpec"]["executors"].values()
     assert {e["container"]["image"] for e in executors} == {IMAGE}
@@ -31,7 +34,7 @@ def test_compiles_the_whole_dag_with_round_barriers(tmp_path):
 def test_refuses_sqlite_and_relative_paths(tmp_path, capsys):
     with pytest.raises(UserError, match="must be MySQL"):
         compile_pipeline(str(tmp_path / "p.json"), IMAGE, "gs://b/root", "gs://b/d.csv", "y",
-                         {"sqlite": "t.sqlite"}, SearchConfig(), 1, 1)
+                         {"sqlite": "t.sqlite"}, SearchConfig())
     code = main(["compile", "--output", str(tmp_path / "p.json"), "--image", IMAGE, "--pipeline-root", "root",
                  "--data", "gs://b/d.csv", "--label", "y", "--mysql-host", "db"])
     assert code == 2 and "--pipeline-root 'root'" in capsys.readouterr().err

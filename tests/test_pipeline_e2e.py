@@ -23,11 +23,11 @@ def write_tiny_csv(path, n=150, seed=0):
 
 
 @pytest.mark.slow
-def test_local_pipeline_two_rounds_two_trainers_then_continue(tmp_path, capsys):
+def test_local_pipeline_two_trainers_on_a_budget_then_continue(tmp_path, capsys):
     data = tmp_path / "tiny.csv"
     write_tiny_csv(data)
     out = tmp_path / "run"
-    argv = ["run", "--data", str(data), "--label", "kind", "--output-dir", str(out), "--rounds", "2",
+    argv = ["run", "--data", str(data), "--label", "kind", "--output-dir", str(out), "--trials", "4",
             "--trainers", "2", "--max-epochs", "3", "--seed", "1"]
     serving = tmp_path / "serving"
     assert main(argv + ["--push-destination", str(serving)]) == 0
@@ -53,10 +53,12 @@ def test_local_pipeline_two_rounds_two_trainers_then_continue(tmp_path, capsys):
     search = lambda: [t for t in store.trials("default") if t.kind == "search"]  # noqa: E731
     assert {t.kind for t in store.trials("default")} == {"search", "replica", "ensemble", "student"}
     trials = search()
-    assert [t.round for t in trials] == [0, 0, 1, 1]
-    assert all(t.parent_id is None for t in trials[:2])
-    children = trials[2:]
-    assert all(t.parent_id in {trials[0].trial_id, trials[1].trial_id} and t.mutation for t in children)
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    # Two trainer processes trained them, each trial in a process of its own (recorded peak memory).
+    assert len({t.worker for t in trials}) == 2 and all(t.peak_rss_mb > 0 for t in trials)
+    assert all(t.parent_id is None for t in trials[:2])  # beam search starts with random architectures
+    children = [t for t in trials if t.parent_id is not None]
+    assert children and all(t.mutation for t in children)
     assert any(t.num_inherited > 0 for t in children)
     assert len({json.dumps(t.spec, sort_keys=True) for t in trials}) == 4
 
@@ -72,10 +74,14 @@ def test_local_pipeline_two_rounds_two_trainers_then_continue(tmp_path, capsys):
     assert main(argv[:-2] + ["--beam-size", "0"]) == 2
     assert len(store.trials("default")) == recorded
 
-    # Running again continues the study: new trials, new round numbers, no architecture repeated.
-    assert main(argv[:5] + ["--output-dir", str(out), "--rounds", "1", "--trainers", "2", "--max-epochs", "3"]) == 0
+    # The budget is the study's: running again with the same one trains nothing more.
+    again = argv[:5] + ["--output-dir", str(out), "--trainers", "2", "--max-epochs", "3"]
+    assert main(again + ["--trials", "4"]) == 0
+    assert len(search()) == 4
+    # A larger budget continues the study: new trials numbered on, no architecture repeated.
+    assert main(again + ["--trials", "6"]) == 0
     trials = search()
-    assert len(trials) == 6 and [t.round for t in trials[4:]] == [2, 2]
+    assert len(trials) == 6 and sorted(t.number for t in trials[4:]) == [4, 5]
     assert len({json.dumps(t.spec, sort_keys=True) for t in trials}) == 6
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trials_completed"] == 6
@@ -91,7 +97,7 @@ def test_demo_at_small_settings(tmp_path):
     out = tmp_path / "demo"
     script = os.path.join(os.path.dirname(sys.executable), "modelsearch")
     env = {k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}
-    done = subprocess.run([script, "demo", "--output-dir", str(out), "--rounds", "1", "--trainers", "2",
+    done = subprocess.run([script, "demo", "--output-dir", str(out), "--trials", "2", "--trainers", "2",
                            "--max-epochs", "4"], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[modelsearch] push: pushed to" in done.stderr  # flushed before os._exit

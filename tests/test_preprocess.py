@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from components.preprocess.schema import infer_schema, normalize_label, serving_names
+from components.preprocess.schema import infer_schema
+from components.preprocess.values import normalize_label, serving_names
 from modelsearch.errors import UserError
 
 N_ROWS = 60
@@ -131,7 +132,7 @@ def cls_run(cls_csv, data_dir):
 
 def _sorted_split(examples_dir, split, schema):
     """A split's (x, y) rows in a canonical order: TFRecord order is the runner's choice, not ours."""
-    from components.preprocess.executor import load_split
+    from modelsearch.data import load_arrays as load_split
     x, y = load_split(examples_dir, split, schema)
     rows = np.concatenate([x, y[:, None].astype(np.float32)], axis=1)
     return rows[np.lexsort(rows.T[::-1])]
@@ -139,7 +140,7 @@ def _sorted_split(examples_dir, split, schema):
 
 @pytest.mark.slow
 def test_run_preprocess_splits_and_transform(cls_run):
-    from components.preprocess.executor import load_split
+    from modelsearch.data import load_arrays as load_split
     schema, examples_dir, transform_dir = cls_run
     with open(os.path.join(transform_dir, "modelsearch_schema.json")) as f:
         written = json.load(f)
@@ -175,8 +176,9 @@ def test_split_is_seeded_and_proportional():
 def test_regression_pipeline_and_serving(reg_csv, data_dir):
     import keras
     import tensorflow as tf
-    from components.preprocess.executor import load_split, run_preprocess
-    from components.preprocess.serving import export_serving_model
+    from components.preprocess.executor import run_preprocess
+    from modelsearch.data import load_arrays as load_split
+    from modelsearch.export import export_serving_model
     schema = infer_schema(reg_csv, "price")
     out = data_dir / "reg_run"
     run_preprocess(reg_csv, schema, str(out / "examples"), str(out / "transform"), seed=3,
@@ -195,8 +197,10 @@ def test_serving_parity_on_raw_features(cls_run, cls_csv):
     """The SavedModel on raw values == the Keras model on the transformed x of the same rows."""
     import keras
     import tensorflow as tf
-    from components.preprocess.executor import _parse_line, _split_index, SPLITS, load_split
-    from components.preprocess.serving import export_serving_model
+    from components.preprocess.csv_table import parse_line
+    from components.preprocess.executor import _split_index, SPLITS
+    from modelsearch.data import load_arrays as load_split
+    from modelsearch.export import export_serving_model
     schema, examples_dir, transform_dir = cls_run
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input(tuple(schema["input_shape"])), keras.layers.Dense(3)])
@@ -206,7 +210,7 @@ def test_serving_parity_on_raw_features(cls_run, cls_csv):
 
     with open(cls_csv) as f:
         lines = f.read().splitlines()[1:]
-    test_rows = [_parse_line(schema)(line) for line in lines if _split_index(line, 0, SPLITS) == 2]
+    test_rows = [parse_line(schema)(line) for line in lines if _split_index(line, 0, SPLITS) == 2]
     x_test, y_test = load_split(examples_dir, "test", schema)
     assert len(test_rows) == len(x_test)
     raw = {c["serving_name"]: tf.constant([r[c["name"]] for r in test_rows],
@@ -249,9 +253,9 @@ def test_executor_do_without_orchestrator(cls_csv, cls_run, tmp_path):
 def test_raw_test_split_scores_a_served_model(cls_run, cls_csv):
     """Preprocess keeps the raw held-out rows; a served model is judged on them like the Keras model."""
     import keras
-    from components.preprocess.executor import load_split
+    from modelsearch.data import load_arrays as load_split
     from components.preprocess.raw_examples import evaluate_saved_model, load_raw_split
-    from components.preprocess.serving import export_serving_model
+    from modelsearch.export import export_serving_model
     schema, examples_dir, transform_dir = cls_run
     inputs, labels = load_raw_split(examples_dir, schema)
     x_test, y_test = load_split(examples_dir, "test", schema)

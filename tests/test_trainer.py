@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import blocks
-from components.trainer.weight_sharing import copy_matching_weights
+from modelsearch.weight_sharing import copy_matching_weights
 
 TASK = {"type": "classification", "num_classes": 3}
 

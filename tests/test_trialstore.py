@@ -7,12 +7,12 @@ SPEC = {"blocks": [{"name": "dense", "params": {"units": 64}}], "head": "avg", "
 
 def test_round_trip_and_lineage(tmp_path):
     store = TrialStore({"sqlite": str(tmp_path / "t.sqlite")})
-    parent = store.start_trial("s", SPEC, mutation="random", round=0, seed=7)
+    parent = store.start_trial("s", SPEC, mutation="random", seed=7)
     assert store.get(parent).state == RUNNING
     store.complete_trial(parent, {"val_accuracy": 0.9, "objective": 0.9}, num_params=123, num_inherited=0,
                          model_uri=str(tmp_path / "m1"), train_seconds=1.5)
     child_spec = {**SPEC, "knobs": {"learning_rate": 0.01}}
-    child = store.start_trial("s", child_spec, parent_id=parent, mutation="knob:learning_rate=0.01", round=1, seed=8)
+    child = store.start_trial("s", child_spec, parent_id=parent, mutation="knob:learning_rate=0.01", seed=8)
     store.fail_trial(child, "Traceback...\nValueError: boom")
 
     done = store.get(parent)
@@ -20,8 +20,8 @@ def test_round_trip_and_lineage(tmp_path):
         (COMPLETED, SPEC, 0.9, 123, 7)
     assert done.model_uri == str(tmp_path / "m1") and done.train_seconds == 1.5 and done.finished >= done.started
     failed = store.get(child)
-    assert (failed.state, failed.parent_id, failed.mutation, failed.round) == \
-        (FAILED, parent, "knob:learning_rate=0.01", 1)
+    assert (failed.state, failed.parent_id, failed.mutation, failed.number) == \
+        (FAILED, parent, "knob:learning_rate=0.01", -1)
     assert "boom" in failed.error
     assert [t.trial_id for t in store.completed("s")] == [parent]
     assert store.trials("other") == []

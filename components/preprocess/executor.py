@@ -1,7 +1,7 @@
 """Preprocess's work: a Beam + tensorflow-transform pipeline from the data to split, transformed tf.Examples.
 
-Rows of the input route (CSV lines, image files, tf.Examples: see _source) -> deterministic split by a
-seeded hash of the row -> raw dicts (fills for missing values)
+Keys of the input route (CSV lines, image paths, tf.Examples: see routes.py) -> deterministic split by a
+seeded hash of the key -> raw dicts (the route's parse; fills for missing values)
 -> tft analysis on train, the same transform applied to every split -> one float32 feature `x` of
 shape schema["input_shape"] and a `label` (int64 class index, or float32) per example, written as
 gzipped TFRecords in TFX's Examples layout (`Split-<name>/data-*.tfrecord.gz`); the transform graph
@@ -10,52 +10,24 @@ goes to transform_dir, which serving uses to take raw features. The raw test row
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import tempfile
 import zlib
 
-import numpy as np
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
+from common.errors import UserError
 from components.artifacts import SCHEMA_FILE
 from components.preprocess.raw_examples import RAW_DIR, encode_raw
-from components.preprocess.schema import cell_value, infer_schema, label_value
-from modelsearch.errors import UserError
+from components.preprocess.routes import route_for_schema
+from components.preprocess.schema import infer_schema
 
 SPLITS = (("train", 70), ("validation", 15), ("test", 15))
 # The in-process portable runner: offline (Beam 2.77's DirectRunner may hand the job to Prism, which
 # downloads a binary), deterministic, and no worker processes to start.
 DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner",)
-
-
-def _parse_line(schema: dict):
-    """A function from one CSV line to the raw feature dict, or None for a blank line."""
-    header, label = schema["csv_header"], schema["label"]
-    label_index = header.index(label)
-    getters = []
-    for column in schema["columns"]:
-        if column["kind"] == "array":  # a shaped table: its numeric columns as one flat list of floats
-            parts = [(header.index(name), {"kind": "numeric", "fill": fill})
-                     for name, fill in zip(column["source_columns"], column["fills"])]
-            getters.append((column["name"], lambda fields, parts=parts: [cell_value(c, fields[i].strip())
-                                                                         for i, c in parts]))
-        else:
-            i = header.index(column["name"])
-            getters.append((column["name"], lambda fields, i=i, c=column: cell_value(c, fields[i].strip())))
-
-    def parse(line: str):
-        if not line.strip():
-            return None
-        fields = next(csv.reader([line]))
-        fields += [""] * (len(header) - len(fields))
-        row = {name: get(fields) for name, get in getters}
-        row[label] = label_value(schema, fields[label_index].strip())
-        return row
-
-    return parse
 
 
 def _split_index(key: str | bytes, seed: int, splits) -> int:
@@ -193,26 +165,6 @@ def _to_record_batch(rows: list, arrow_types: list):
     return pa.RecordBatch.from_arrays(arrays, [name for name, _ in arrow_types])
 
 
-def _source(pipeline, schema: dict, data_path: str, example_files: list[str] | None):
-    """The route's rows as (PCollection of keys, parse: key -> raw row). A key is what the split hashes: a CSV
-    line, an image's path inside its folder, or a serialized tf.Example."""
-    import apache_beam as beam
-
-    from components.preprocess import image_folder, tfrecords
-
-    if schema["format"] == "image_folder":
-        paths = [path for path, _ in image_folder.list_images(data_path)]
-        return pipeline | "List" >> beam.Create(paths), image_folder.row_reader(data_path, schema)
-    if schema["format"] == "tfrecord":
-        files = example_files or tfrecords.data_files(data_path)
-        return (pipeline | "Files" >> beam.Create(files) | "Read" >> beam.io.ReadAllFromTFRecord(),
-                tfrecords.example_parser(schema))
-    lines = (pipeline
-             | "Read" >> beam.io.ReadFromText(data_path, skip_header_lines=1)
-             | "DropBlank" >> beam.Filter(lambda line: bool(line.strip())))
-    return lines, _parse_line(schema)
-
-
 class _EncodeExamples:
     """Transformed record batches -> serialized tf.Examples (tfx_bsl's C++ encoder) and a row counter."""
 
@@ -259,7 +211,7 @@ def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_di
     with tempfile.TemporaryDirectory(prefix="tft-") as temp_dir:
         pipeline = beam.Pipeline(options=PipelineOptions(pipeline_args(beam_pipeline_args)))
         with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False):
-            keys, parse = _source(pipeline, schema, data_path, example_files)
+            keys, parse = route_for_schema(schema).source(pipeline, schema, data_path, example_files)
             parts = keys | "Split" >> beam.Partition(lambda key, n: _split_index(key, seed, splits), len(splits))
             rows = {name: parts[i] | f"Parse[{name}]" >> beam.Map(parse) for i, (name, _) in enumerate(splits)}
             raw = {name: (rows[name]
@@ -301,25 +253,6 @@ def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_di
                         f"all); add rows so that every split gets some (hundreds are better)")
     with open(os.path.join(transform_dir, SCHEMA_FILE), "w") as f:
         json.dump({**schema, "split_counts": counts}, f, indent=1)
-
-
-def load_split(examples_dir: str, split: str, schema: dict) -> tuple[np.ndarray, np.ndarray]:
-    """One split of transformed examples as numpy: x float32 (n, *input_shape) and y (int64 or float32)."""
-    import tensorflow as tf
-
-    shape = list(schema["input_shape"])
-    label_dtype = tf.float32 if schema["task"]["type"] == "regression" else tf.int64
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_dir, f"Split-{split}", "*.gz")))
-    if not files:
-        raise FileNotFoundError(f"no examples for split {split!r} under {examples_dir}")
-    spec = {"x": tf.io.FixedLenFeature(shape, tf.float32), "label": tf.io.FixedLenFeature([], label_dtype)}
-    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
-               .map(lambda records: tf.io.parse_example(records, spec)))
-    xs, ys = [np.zeros([0, *shape], np.float32)], [np.zeros([0], label_dtype.as_numpy_dtype)]
-    for batch in dataset.as_numpy_iterator():
-        xs.append(batch["x"])
-        ys.append(batch["label"])
-    return np.concatenate(xs), np.concatenate(ys)
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):

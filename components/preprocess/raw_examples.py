@@ -2,8 +2,9 @@
 
 Preprocess writes the test rows' RAW values (named by serving input, plus the label) as tf.Examples
 under `Raw-test/` in the transformed-examples artifact. Anything that must judge a served model on
-the same held-out test (the winner against the last pushed model) reads them back with
-`load_raw_split` and scores a SavedModel's `serving_default` with `evaluate_saved_model`.
+the same held-out test (the winner against the last pushed model) scores a SavedModel's
+`serving_default` with `evaluate_saved_model`, which streams the split in batches (`raw_batches`);
+`load_raw_split` holds a whole split in memory, for tests.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 RAW_DIR = "Raw-{split}"
 LABEL_KEY = "__label__"
+BATCH_SIZE = 1024  # raw examples served at a time when scoring a split
 
 
 def raw_spec(column: dict) -> tuple[list[int], str]:
@@ -47,10 +49,11 @@ def encode_raw(row: dict, schema: dict) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
-def load_raw_split(examples_dir: str, schema: dict, split: str = "test") -> tuple[dict, np.ndarray]:
-    """(serving inputs {name: array}, labels) of a raw split; labels are class indices or floats.
+def raw_batches(examples_dir: str, schema: dict, split: str = "test", batch_size: int = BATCH_SIZE):
+    """Yields (serving inputs {name: array}, labels) per batch of a raw split; labels are class indices or floats.
 
-    Inputs are what the served model takes: table cells, encoded image bytes, or arrays of the declared shape."""
+    Inputs are what the served model takes: table cells, encoded image bytes, or arrays of the declared shape.
+    Read with tf.data batch by batch, so memory holds one batch, not the split."""
     import tensorflow as tf
 
     regression = schema["task"]["type"] == "regression"
@@ -59,14 +62,21 @@ def load_raw_split(examples_dir: str, schema: dict, split: str = "test") -> tupl
     files = sorted(tf.io.gfile.glob(os.path.join(examples_dir, RAW_DIR.format(split=split), "*.gz")))
     if not files:
         raise FileNotFoundError(f"no raw examples for split {split!r} under {examples_dir}")
-    batches = [b for b in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
-               .map(lambda records: tf.io.parse_example(records, spec)).as_numpy_iterator()]
-    columns = {name: np.concatenate([b[name] for b in batches]) for name in spec}
-    labels = columns.pop(LABEL_KEY)
-    if not regression:
-        index = {name: i for i, name in enumerate(schema["task"]["classes"])}
-        labels = np.array([index[v.decode("utf-8")] for v in labels], np.int64)
-    return columns, labels
+    index = None if regression else {name: i for i, name in enumerate(schema["task"]["classes"])}
+    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
+               .map(lambda records: tf.io.parse_example(records, spec)))
+    for batch in dataset.as_numpy_iterator():
+        labels = batch.pop(LABEL_KEY)
+        if index is not None:
+            labels = np.array([index[v.decode("utf-8")] for v in labels], np.int64)
+        yield batch, labels
+
+
+def load_raw_split(examples_dir: str, schema: dict, split: str = "test") -> tuple[dict, np.ndarray]:
+    """A whole raw split in memory: (serving inputs {name: array}, labels), for tests and small checks."""
+    batches = list(raw_batches(examples_dir, schema, split))
+    inputs = {name: np.concatenate([b[name] for b, _ in batches]) for name in batches[0][0]}
+    return inputs, np.concatenate([labels for _, labels in batches])
 
 
 def serve(saved_model_dir: str, inputs: dict) -> dict:
@@ -78,10 +88,25 @@ def serve(saved_model_dir: str, inputs: dict) -> dict:
     return {name: value.numpy() for name, value in outputs.items()}
 
 
-def evaluate_saved_model(saved_model_dir: str, examples_dir: str, schema: dict, split: str = "test") -> dict:
-    """The served model's score on a raw split: {"accuracy"} (classification) or {"mse"} (regression)."""
-    inputs, labels = load_raw_split(examples_dir, schema, split)
-    outputs = serve(saved_model_dir, inputs)
-    if schema["task"]["type"] == "regression":
-        return {"mse": float(np.mean((outputs["predictions"] - labels) ** 2))}
-    return {"accuracy": float(np.mean(outputs["class_ids"] == labels))}
+def evaluate_saved_model(saved_model_dir: str, examples_dir: str, schema: dict, split: str = "test",
+                         batch_size: int = BATCH_SIZE) -> dict:
+    """The served model's score on a raw split: {"accuracy"} (classification) or {"mse"} (regression).
+
+    Streams the split: each batch is served and scored, only the running sums stay in memory."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(saved_model_dir)  # held: the signature needs its variables alive
+    signature = loaded.signatures["serving_default"]
+    regression = schema["task"]["type"] == "regression"
+    total, count = 0.0, 0
+    for inputs, labels in raw_batches(examples_dir, schema, split, batch_size):
+        outputs = signature(**{name: tf.constant(value) for name, value in inputs.items()})
+        if regression:
+            errors = outputs["predictions"].numpy().astype(np.float64) - labels
+            total += float(np.sum(errors ** 2))
+        else:
+            total += int(np.sum(outputs["class_ids"].numpy() == labels))
+        count += len(labels)
+    if not count:
+        raise ValueError(f"raw split {split!r} under {examples_dir} holds no examples")
+    return {"mse" if regression else "accuracy": total / count}

@@ -1,13 +1,14 @@
-"""Input route: a table whose numeric columns form a declared shape (`--input-shape 28,28,1` for pixel
-columns, `--input-shape 40` or `40,1` for a sequence of 40 steps).
+"""A table whose numeric columns form a declared shape (`--input-shape 28,28,1` for pixel columns,
+`--input-shape 40` or `40,1` for a sequence of 40 steps): a variant of the csv_table and tfrecords routes
+(scalar features form a shape the same way), not a route of its own.
 
 The columns, in file order, become one `array` column: the served model takes them as ONE input of the
 declared shape (the raw pixels or the raw sequence), and the transform reshapes them to the model's
-input shape. TFRecords whose scalar features form a shape go through here too.
+input shape. A leaf: it imports no route.
 """
 from __future__ import annotations
 
-from modelsearch.errors import UserError
+from common.errors import UserError
 from modelsearch.kinds import kind_of_shape, model_shape, shape_text, size, square_shape
 
 INPUT_NAMES = {"image": "pixels", "sequence": "sequence", "tabular": "features"}

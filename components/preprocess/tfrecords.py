@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import os
 
-from modelsearch.errors import UserError
+from common.errors import UserError
+from components.preprocess import shaped_table
+from components.preprocess.images import image_column, image_info, image_shape
+from components.preprocess.values import cell_value, infer_task, label_value, serving_names, table_columns, table_width
 from modelsearch.kinds import kind_of_shape, model_shape, shape_text, size, square_shape
 
+FORMAT = "tfrecord"
+DEFAULT_LABEL = None      # --label is required
+LABEL_NOUN = "feature"
 SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".tfr")
 IMPORT_PATTERN = "*.tfr*"  # ImportExampleGen's pattern for a folder: the files data_files() lists
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
@@ -28,6 +34,9 @@ def is_tfrecords(path: str) -> bool:
     if path.lower().endswith(SUFFIXES):
         return True
     return os.path.isdir(path) and any(n.lower().endswith(SUFFIXES) for n in os.listdir(path))
+
+
+detect = is_tfrecords  # the route interface's name; pipelines use is_tfrecords to pick ImportExampleGen
 
 
 def data_files(path: str) -> list[str]:
@@ -96,9 +105,7 @@ def _text(value) -> str:
 
 def infer_schema(path: str, label: str, problem_type: str | None, kind: str | None,
                  declared: list[int] | None) -> dict:
-    from components.preprocess import image_folder, shaped_table
-    from components.preprocess.schema import infer_task, serving_names, table_columns, table_width
-
+    """One image feature, one numeric list feature, or scalar features as a table (see the module docstring)."""
     files = data_files(path)
     if not files:
         raise UserError(f"{path} holds no TFRecord files ({', '.join(SUFFIXES)}); pass a file or a folder of them")
@@ -114,7 +121,7 @@ def infer_schema(path: str, label: str, problem_type: str | None, kind: str | No
     if any(v is not None and len(v) > 1 for v in label_values):
         raise UserError(f"label feature {label!r} holds several values in an example; it must hold one")
     task = infer_task([_first(v) for v in label_values], label, problem_type)
-    schema = {"format": "tfrecord", "label": label, "task": task, "num_examples": len(records)}
+    schema = {"format": FORMAT, "label": label, "task": task, "num_examples": len(records)}
     if not features:
         raise UserError(f"the examples of {path} have no features besides the label {label!r}; add at least one")
 
@@ -134,9 +141,9 @@ def infer_schema(path: str, label: str, problem_type: str | None, kind: str | No
             where = f"feature {name!r} of example {i} in {path}"
             if not value or len(value) != 1:
                 raise UserError(f"{where} holds {len(value or [])} images; every example needs exactly one")
-            infos.append((*image_folder.image_info(value[0], where), where))
-        shape = image_folder.image_shape(infos, declared, path)
-        column = {**image_folder.image_column(label, shape, name), "serving_name": serving_names([name])[0]}
+            infos.append((*image_info(value[0], where), where))
+        shape = image_shape(infos, declared, path)
+        column = {**image_column(label, shape, name), "serving_name": serving_names([name])[0]}
         return {**schema, "columns": [column], "input_shape": shape, "ignored_features": _others(features, name)}
     if lists:
         [name] = lists
@@ -163,8 +170,6 @@ def _others(features: dict, name: str) -> list[str]:
 
 def _list_input(name: str, values: list, kind: str | None, declared: list[int] | None, path: str) -> dict:
     """The columns and input shape for one fixed-length numeric list feature."""
-    from components.preprocess.schema import serving_names
-
     lengths = {len(v) if v else 0 for v in values}
     if len(lengths) > 1:
         raise UserError(f"feature {name!r} of {path} has lists of different lengths ({', '.join(map(str, sorted(lengths)))} "
@@ -183,8 +188,6 @@ def _list_input(name: str, values: list, kind: str | None, declared: list[int] |
 
 def example_parser(schema: dict):
     """A function from one serialized tf.Example to its raw row (the same values infer_schema read)."""
-    from components.preprocess.schema import cell_value, label_value
-
     label = schema["label"]
     decoder = []
 
@@ -214,3 +217,13 @@ def example_parser(schema: dict):
 
 def _first(value) -> str:
     return "" if not value else _text(value[0])
+
+
+def source(pipeline, schema: dict, data_path: str, example_files: list[str] | None):
+    """(PCollection of serialized tf.Examples, record -> raw row). example_files: ImportExampleGen's copy of
+    the data, read instead of data_path's files when given."""
+    import apache_beam as beam
+
+    files = example_files or data_files(data_path)
+    return (pipeline | "Files" >> beam.Create(files) | "Read" >> beam.io.ReadAllFromTFRecord(),
+            example_parser(schema))

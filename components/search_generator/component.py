@@ -1,33 +1,31 @@
-"""SearchGenerator: K candidate architecture specs for one search round, from the trial store."""
+"""SearchGenerator: opens the study's search (checks the space, reclaims lost trials) before the trainers start."""
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.channel import Channel
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.artifacts import CandidateSpecs
+from components.artifacts import SearchPlan, study_parameters
 from components.search_generator.executor import Executor
 
 
 class SearchGeneratorSpec(ComponentSpec):
     PARAMETERS = {
-        "study": ExecutionParameter(type=str),
-        "trial_store": ExecutionParameter(type=str),     # JSON connection config, see modelsearch/trialstore.py
-        "search_config": ExecutionParameter(type=str),   # JSON SearchConfig
-        "num_candidates": ExecutionParameter(type=int),
+        **study_parameters(),
+        "trials": ExecutionParameter(type=int),    # the study's budget of search trials
+        "trainers": ExecutionParameter(type=int),  # how many trainers share it
         "seed": ExecutionParameter(type=int, optional=True),
         "run_id": ExecutionParameter(type=str, optional=True),  # new per run: the trial store changes, never cache
     }
     INPUTS = {"transform_graph": ChannelParameter(type=standard_artifacts.TransformGraph)}
-    OUTPUTS = {"candidates": ChannelParameter(type=CandidateSpecs)}
+    OUTPUTS = {"plan": ChannelParameter(type=SearchPlan)}
 
 
 class SearchGenerator(base_component.BaseComponent):
     SPEC_CLASS = SearchGeneratorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, transform_graph, study: str, trial_store: str, search_config: str, num_candidates: int,
-                 seed: int = 0, run_id: str = ""):
+    def __init__(self, transform_graph, study: str, trial_store: str, search_config: str, trials: int,
+                 trainers: int, seed: int = 0, run_id: str = ""):
         super().__init__(SearchGeneratorSpec(
             transform_graph=transform_graph, study=study, trial_store=trial_store, search_config=search_config,
-            num_candidates=num_candidates, seed=seed, run_id=run_id,
-            candidates=Channel(type=CandidateSpecs)))
+            trials=trials, trainers=trainers, seed=seed, run_id=run_id, plan=Channel(type=SearchPlan)))

@@ -49,19 +49,18 @@ def ensemble_model(members: list, schema: dict, weights: list[float]):
     return keras.Model(inputs, mixture(outputs), name="ensemble")
 
 
-def learn_weights(member_outputs: list[np.ndarray], y: np.ndarray, schema: dict, epochs: int = 100,
-                  seed: int = 0) -> list[float]:
-    """Mixture weights fitted to labels, from the members' (frozen) outputs on a split."""
+def learn_weights(members: list, schema: dict, train_data, epochs: int = 30, seed: int = 0) -> list[float]:
+    """Mixture weights fitted to labels on a streamed split; the members stay frozen, only the mixture learns."""
     import keras
 
     keras.utils.set_random_seed(seed)
+    n = len(members)
+    model = ensemble_model(members, schema, [1.0 / n] * n)
+    for layer in model.layers:
+        layer.trainable = layer.name == "mixture"
     classification = schema["task"]["type"] == "classification"
-    inputs = [keras.Input(shape=o.shape[1:]) for o in member_outputs]
-    n = len(member_outputs)
-    mixture = _mixture_layer()([1.0 / n] * n, classification, name="mixture")
-    model = keras.Model(inputs, mixture(inputs))
     loss = (keras.losses.SparseCategoricalCrossentropy(from_logits=True) if classification
             else keras.losses.MeanSquaredError())
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
-    model.fit(member_outputs, y, epochs=epochs, batch_size=1024, verbose=0)
-    return mixture.mixture_weights()
+    model.fit(train_data, epochs=epochs, verbose=0)
+    return model.get_layer("mixture").mixture_weights()

@@ -1,0 +1,89 @@
+"""The study's next search trial: ask the strategy for one candidate, reserve it in the trial store.
+
+This is where a free trainer turns to (ARCHITECTURE.md, "Who decides"): it reads every trial of the study
+at that moment (completed ones as evidence, running ones as taken), asks the configured strategy for ONE
+candidate and reserves it. Two trainers that ask at the same instant may get the same answer: the store
+lets one reservation win and the other trainer asks again on the newer state. Nothing here trains.
+"""
+from __future__ import annotations
+
+import random
+
+from modelsearch import strategies
+from modelsearch.config import SearchConfig
+from modelsearch.exploit import teacher_for
+from modelsearch.strategies.base import Candidate
+from modelsearch.trialstore import ABANDONED, LEASE_SECONDS, SEARCH, ReservationConflict, Trial, TrialStore
+
+MAX_RACES = 100  # reservations lost to other trainers in a row before giving up (never reached in practice)
+SEED_STEP = 100003  # trial n of a study seeded `seed` trains with seed * SEED_STEP + n
+
+
+def create_strategy(config: SearchConfig):
+    return strategies.create(config.strategy, beam_size=config.beam_size, p_deeper=config.p_deeper,
+                             min_completed=config.min_completed)
+
+
+def propose_one(strategy, trials: list[Trial], space, seed: int, number: int) -> Candidate | None:
+    """The strategy's candidate for search trial `number` of a study, given its trials (any state but
+    abandoned); deterministic for the seed and the trials. None: the space has no new architecture left."""
+    candidates = strategy.propose(trials, 1, space, random.Random(f"{seed}:{number}"))
+    return candidates[0] if candidates else None
+
+
+def counted(trials: list[Trial]) -> list[Trial]:
+    """The search trials that count against the budget and that strategies see: all but abandoned ones."""
+    return [t for t in trials if t.kind == SEARCH and t.state != ABANDONED]
+
+
+def next_trial(store: TrialStore, study: str, config: SearchConfig, space, budget: int, seed: int = 0,
+               lease_seconds: float = LEASE_SECONDS, strategy=None) -> Trial | None:
+    """Reserves the study's next search trial and returns it (running, leased to this process), or None
+    when the study holds `budget` search trials or the space has no new architecture left."""
+    strategy = strategy or create_strategy(config)
+    for _ in range(MAX_RACES):
+        store.reclaim_expired(study)
+        every = [t for t in store.trials(study) if t.kind == SEARCH]
+        trials = counted(every)
+        if len(trials) >= budget:
+            return None
+        number = len(every)  # abandoned trials keep their number: a number is never reused
+        candidate = propose_one(strategy, trials, space, seed, number)
+        if candidate is None:
+            return None
+        key = space.key(candidate.spec)
+        evaluation = sum(1 for t in every if space.key(t.spec) == key)
+        teacher = teacher_for(trials, config.distillation)  # {} unless distillation is on
+        try:
+            trial_id = store.reserve(
+                study, number, evaluation, candidate.spec, key, parent_id=candidate.parent_id,
+                mutation=candidate.mutation, seed=seed * SEED_STEP + number, teacher_id=teacher.get("teacher_id"),
+                distillation=teacher.get("distillation"), lease_seconds=lease_seconds)
+        except ReservationConflict:
+            continue
+        return store.get(trial_id)
+    raise RuntimeError(f"lost {MAX_RACES} reservations in a row on study {study}; is the trial store shared "
+                       "by a runaway number of trainers?")
+
+
+def open_search(store: TrialStore, study: str, config: SearchConfig, transform_dir: str, budget: int,
+                trainers: int) -> dict:
+    """What the trainers will share, checked before any of them starts: the space can propose (an unfit
+    block fails here, once, not in every trainer), lost trials are reclaimed, and the budget left is known."""
+    import sys
+
+    from modelsearch.export import read_schema
+    from modelsearch.space import SearchSpace
+
+    space = SearchSpace(config, read_schema(transform_dir)["input_shape"])
+    reclaimed = store.reclaim_expired(study)
+    held = counted(store.trials(study))
+    if propose_one(create_strategy(config), held, space, 0, len(held)) is None and len(held) < budget:
+        print(f"[modelsearch] the search space of study {study} has no new architecture left",
+              file=sys.stderr, flush=True)
+    plan = {"study": study, "budget": budget, "trainers": trainers, "held": len(held),
+            "to_train": max(0, budget - len(held)), "reclaimed": reclaimed}
+    print(f"[modelsearch] study {study}: {len(held)} of {budget} search trials held, {plan['to_train']} to train "
+          f"by {trainers} trainer{'s' if trainers > 1 else ''}"
+          + (f"; reclaimed lost trials {reclaimed}" if reclaimed else ""), file=sys.stderr, flush=True)
+    return plan

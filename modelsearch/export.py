@@ -11,6 +11,7 @@ import json
 import os
 
 from modelsearch.config import SearchConfig
+from modelsearch.raw_examples import raw_tf_spec
 from modelsearch.trialstore import ENSEMBLE, Trial, TrialStore
 
 WEIGHTS_FILE = "weights.weights.h5"
@@ -75,7 +76,6 @@ def export_serving_model(keras_model, transform_dir: str, schema: dict, export_d
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components.preprocess.raw_examples import raw_tf_spec
 
     task = schema["task"]
     columns = schema["columns"]

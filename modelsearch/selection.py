@@ -13,6 +13,7 @@ import sys
 from modelsearch.config import SearchConfig
 from modelsearch.exploit import better_on_test, choose_winner
 from modelsearch.export import SERVING_DIR, read_schema
+from modelsearch.raw_examples import evaluate_saved_model
 from modelsearch.trialstore import TrialStore
 
 
@@ -40,8 +41,6 @@ def decide(store: TrialStore, study: str, config: SearchConfig, candidates: list
         return {**decision, "pushed": False, "reason": why, "winner_trial_id": None}
     decision.update(winner_trial_id=winner.trial_id, winner_kind=winner.kind, num_params=winner.num_params,
                     saved_model=os.path.join(winner.model_uri, SERVING_DIR), choice=why)
-    from components.preprocess.raw_examples import evaluate_saved_model
-
     test = evaluate_saved_model(decision["saved_model"], examples_dir, schema)
     previous_dir, previous = latest_pushed(push_destination), None
     if previous_dir:

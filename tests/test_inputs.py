@@ -160,7 +160,7 @@ def _assert_serving_parity(schema, examples_dir, transform_dir, export_dir):
     """The SavedModel on the raw held-out inputs == the Keras model on the transformed held-out x."""
     import tensorflow as tf
     from modelsearch.data import load_arrays as load_split
-    from components.preprocess.raw_examples import evaluate_saved_model, load_raw_split, serve
+    from modelsearch.raw_examples import evaluate_saved_model, load_raw_split, serve
     from modelsearch.export import export_serving_model
 
     model = _small_model(schema)

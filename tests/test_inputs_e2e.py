@@ -30,7 +30,7 @@ def _route(name, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("route", ["image_folder", "tfrecord_sequence", "shaped_csv"])
 def test_route_end_to_end(route, tmp_path, capsys):
-    from components.preprocess.raw_examples import load_raw_split, serve
+    from modelsearch.raw_examples import load_raw_split, serve
     data, extra, kind, input_name = _route(route, tmp_path)
     (tmp_path / "quick.json").write_text(json.dumps(QUICK))
     out = tmp_path / "run"

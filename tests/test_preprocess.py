@@ -254,7 +254,7 @@ def test_raw_test_split_scores_a_served_model(cls_run, cls_csv):
     """Preprocess keeps the raw held-out rows; a served model is judged on them like the Keras model."""
     import keras
     from modelsearch.data import load_arrays as load_split
-    from components.preprocess.raw_examples import evaluate_saved_model, load_raw_split
+    from modelsearch.raw_examples import evaluate_saved_model, load_raw_split
     from modelsearch.export import export_serving_model
     schema, examples_dir, transform_dir = cls_run
     inputs, labels = load_raw_split(examples_dir, schema)

@@ -20,7 +20,7 @@ from tfx.types import artifact_utils
 
 from common.errors import UserError
 from components.artifacts import SCHEMA_FILE
-from components.preprocess.raw_examples import RAW_DIR, encode_raw
+from modelsearch.raw_examples import RAW_DIR, encode_raw
 from components.preprocess.routes import route_for_schema
 from components.preprocess.schema import infer_schema
 
@@ -132,7 +132,7 @@ def _tensor_adapter_config(schema: dict):
     from tensorflow_metadata.proto.v0 import schema_pb2
     from tfx_bsl.public import tfxio
 
-    from components.preprocess.raw_examples import raw_spec
+    from modelsearch.raw_examples import raw_spec
 
     shapes = {c["name"]: raw_spec(c)[0] for c in schema["columns"]}
     types = _arrow_types(schema)

@@ -96,7 +96,8 @@ def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bo
     with open(config, "w") as f:
         json.dump(search_config(budget), f)
     argv = ["run", "--data", data, "--label", LABEL, "--problem-type", "classification",
-            "--output-dir", output_dir, "--rounds", str(budget["rounds"]), "--trainers", str(budget["trainers"]),
+            "--output-dir", output_dir, "--trials", str(budget["rounds"] * budget["trainers"]),
+            "--trainers", str(budget["trainers"]),
             "--seed", str(seed), "--config", config]
     started = time.perf_counter()
     if in_process:
@@ -412,8 +413,10 @@ def main(argv=None):
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated, from " + ", ".join(DATASETS))
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (splits, search and training)")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated, from " + ", ".join(TOOLS))
-    parser.add_argument("--rounds", type=int, default=3, help="our search rounds R")
-    parser.add_argument("--trainers", type=int, default=2, help="our candidates per round K")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="our budget is R x K search trials (as it was R rounds of K before trainers went "
+                             "asynchronous; kept so that results compare with the earlier tables)")
+    parser.add_argument("--trainers", type=int, default=2, help="our trainers at once K")
     parser.add_argument("--replicas", type=int, default=1, help="our Ensembler's replicas of the best trial")
     parser.add_argument("--max-epochs", type=int, default=30, help="epoch cap of every model (E)")
     parser.add_argument("--patience", type=int, default=5, help="early-stopping patience of every model")

@@ -86,6 +86,10 @@ def test_help_is_fast_and_exits_zero():
 
 
 @pytest.mark.parametrize("extra, expected", [
+    (["--rounds", "3", "--trainers", "2"], "--rounds is gone"),
+    (["--trials", "0"], "--trials must be at least 1"),
+    (["--trainers", "0"], "--trainers must be at least 1"),
+    (["--config", "TRAINERS"], "trainers must be a positive whole number"),
     (["--max-params", "0"], "--max-params must be at least 1"),
     (["--push-destination", "FILE"], "is a file"),
     (["--config", "CONFIG"], "distillation.mode must be one of"),
@@ -93,7 +97,9 @@ def test_help_is_fast_and_exits_zero():
 def test_bad_push_and_exploit_settings(csv_file, tmp_path, capsys, extra, expected):
     (tmp_path / "file").write_text("x")
     (tmp_path / "c.json").write_text(json.dumps({"distillation": {"mode": "kl"}}))
-    extra = [{"FILE": str(tmp_path / "file"), "CONFIG": str(tmp_path / "c.json")}.get(a, a) for a in extra]
+    (tmp_path / "t.json").write_text(json.dumps({"trainers": 0}))
+    extra = [{"FILE": str(tmp_path / "file"), "CONFIG": str(tmp_path / "c.json"),
+              "TRAINERS": str(tmp_path / "t.json")}.get(a, a) for a in extra]
     code, err = run_cli(capsys, "run", "--data", str(csv_file), "--label", "label",
                         "--output-dir", str(tmp_path / "o"), *extra)
     assert code == 2 and expected in err and "Traceback" not in err

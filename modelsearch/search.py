@@ -8,6 +8,8 @@ lets one reservation win and the other trainer asks again on the newer state. No
 from __future__ import annotations
 
 import random
+import time
+import weakref
 
 from modelsearch import strategies
 from modelsearch.config import SearchConfig
@@ -17,6 +19,9 @@ from modelsearch.trialstore import ABANDONED, LEASE_SECONDS, SEARCH, Reservation
 
 MAX_RACES = 100  # reservations lost to other trainers in a row before giving up (never reached in practice)
 SEED_STEP = 100003  # trial n of a study seeded `seed` trains with seed * SEED_STEP + n
+# A trainer re-reads the trials written since its last read less this margin (see StudyView): far longer than
+# an MLMD write may wait on locks after taking its timestamp, or than trainers' clocks differ.
+REREAD_SECONDS = 300.0
 
 
 def create_strategy(config: SearchConfig):
@@ -36,23 +41,82 @@ def counted(trials: list[Trial]) -> list[Trial]:
     return [t for t in trials if t.kind == SEARCH and t.state != ABANDONED]
 
 
+class StudyView:
+    """A trainer's copy of a study's trials, kept between its proposals so that each reads only what changed.
+
+    A proposal needs every trial of the study, and reading and parsing 10,000 of them from MLMD takes
+    seconds. Trials are never deleted, so after one full read the view re-reads only the trials written
+    since its last read, less REREAD_SECONDS: MLMD stamps a write with the writer's clock before its
+    transaction commits, so a write may show up a little after its stamp, and by another machine's clock.
+    A trial's spec never changes, so its key (space.key deep-copies the spec) is computed once per space."""
+
+    def __init__(self):
+        self.trials: dict[int, Trial] = {}
+        self.read_at: float | None = None
+        self.space, self.keys = None, {}  # trial id -> key, in self.space
+
+    def read(self, store: TrialStore, study: str) -> list[Trial]:
+        """Every trial of the study as it is now (as store.trials(study) returns them), oldest first."""
+        start = time.time()
+        changed = (store.trials(study) if self.read_at is None
+                   else store.trials_written_since(study, self.read_at - REREAD_SECONDS))
+        self.trials.update((t.trial_id, t) for t in changed)
+        self.read_at = start
+        return sorted(self.trials.values(), key=lambda t: t.trial_id)
+
+    def keyed(self, space, trials: list[Trial]) -> "KeyedSpace":
+        """`space`, with the keys of these trials' specs looked up instead of computed."""
+        if space is not self.space:
+            self.space, self.keys = space, {}
+        for t in trials:
+            if t.trial_id not in self.keys:
+                self.keys[t.trial_id] = space.key(t.spec)
+        return KeyedSpace(space, {id(t.spec): self.keys[t.trial_id] for t in trials})
+
+
+class KeyedSpace:
+    """A search space whose key() answers from a table for known spec objects (by identity: they stay alive
+    while the table is in use) and asks the space for any other spec, such as a new candidate."""
+
+    def __init__(self, space, keys: dict[int, str]):
+        self._space, self._keys = space, keys
+
+    def __getattr__(self, name):
+        return getattr(self._space, name)
+
+    def key(self, spec: dict) -> str:
+        key = self._keys.get(id(spec))
+        return self._space.key(spec) if key is None else key
+
+
+_VIEWS = weakref.WeakKeyDictionary()  # TrialStore -> {study: StudyView}: one per trainer process and study
+
+
+def study_view(store: TrialStore, study: str) -> StudyView:
+    return _VIEWS.setdefault(store, {}).setdefault(study, StudyView())
+
+
 def next_trial(store: TrialStore, study: str, config: SearchConfig, space, budget: int, seed: int = 0,
                lease_seconds: float = LEASE_SECONDS, strategy=None) -> Trial | None:
     """Reserves the study's next search trial and returns it (running, leased to this process), or None
     when the study holds `budget` search trials or the space has no new architecture left."""
     strategy = strategy or create_strategy(config)
+    view = study_view(store, study)
     for _ in range(MAX_RACES):
-        store.reclaim_expired(study)
-        every = [t for t in store.trials(study) if t.kind == SEARCH]
+        trials = view.read(store, study)
+        if store.reclaim_expired(study, trials):
+            trials = view.read(store, study)
+        every = [t for t in trials if t.kind == SEARCH]
         trials = counted(every)
         if len(trials) >= budget:
             return None
         number = len(every)  # abandoned trials keep their number: a number is never reused
-        candidate = propose_one(strategy, trials, space, seed, number)
+        keyed = view.keyed(space, every)
+        candidate = propose_one(strategy, trials, keyed, seed, number)
         if candidate is None:
             return None
-        key = space.key(candidate.spec)
-        evaluation = sum(1 for t in every if space.key(t.spec) == key)
+        key = keyed.key(candidate.spec)
+        evaluation = sum(1 for t in every if keyed.key(t.spec) == key)
         teacher = teacher_for(trials, config.distillation)  # {} unless distillation is on
         try:
             trial_id = store.reserve(

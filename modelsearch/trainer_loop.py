@@ -13,6 +13,7 @@ the next trainer to ask reclaims the trial (trialstore.reclaim_expired).
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -36,6 +37,9 @@ def run_trainer(trial_store: dict | str, study: str, config: SearchConfig, budge
     store = TrialStore(trial_store)
     space = SearchSpace(config, read_schema(transform_dir)["input_shape"])
     strategy = create_strategy(config)
+    # TensorFlow's and Keras's imports leave about a million objects that every garbage collection would scan
+    # again: out of the collector's sight they cannot pause a proposal (BENCHMARKS.md, "Proposal cost").
+    gc.freeze()
     done = []
     while (trial := next_trial(store, study, config, space, budget, seed, lease_seconds, strategy)) is not None:
         model_dir = os.path.join(models_dir, f"trial_{trial.trial_id}")

@@ -92,9 +92,13 @@ class ReservationConflict(Exception):
 
 
 def _transient(error: Exception) -> bool:
-    """A write that lost a lock (SQLite's "database is locked", MySQL's deadlock): worth trying again."""
+    """A call that lost a race to a concurrent trainer, worth trying again: a lock (SQLite's "database is
+    locked", which MLMD raises as AbortedError once its own retries are spent; MySQL's deadlock), or MLMD's
+    "please retry" when several trainers create the tables of an empty database at once."""
+    from ml_metadata import errors
     text = str(error).lower()
-    return any(s in text for s in ("database is locked", "deadlock", "lock wait timeout", "busy"))
+    return isinstance(error, errors.AbortedError) or any(
+        s in text for s in ("database is locked", "deadlock", "lock wait timeout", "busy", "please retry"))
 
 
 def _retrying(call, *args, tries: int = 50, **kwargs):
@@ -232,10 +236,12 @@ class TrialStore:
         execution.properties["lease_expires"].double_value = time.time() + lease_seconds
         _retrying(self._store.put_executions, [execution], field_mask_paths=["properties.lease_expires"])
 
-    def reclaim_expired(self, study: str, now: float | None = None) -> list[int]:
-        """Marks the study's running trials whose lease expired as abandoned (their trainer died); returns them."""
+    def reclaim_expired(self, study: str, trials: list[Trial] | None = None, now: float | None = None) -> list[int]:
+        """Marks the study's running trials whose lease expired as abandoned (their trainer died); returns them.
+        `trials`: the study's trials as just read, if the caller has them (saves reading them again)."""
         now = time.time() if now is None else now
-        lost = [t for t in self.trials(study, (RUNNING,)) if 0 < t.lease_expires < now]
+        trials = self.trials(study, (RUNNING,)) if trials is None else trials
+        lost = [t for t in trials if t.state == RUNNING and 0 < t.lease_expires < now]
         for t in lost:
             self._finish(t.trial_id, ABANDONED, f"lease expired {now - t.lease_expires:.0f} s ago: its trainer "
                          f"({t.worker}) stopped renewing it (killed, out of memory, or its machine was lost)")
@@ -291,8 +297,27 @@ class TrialStore:
             return []
         executions = self._store.get_executions_by_context(context.id)
         trials = [_to_trial(e) for e in executions if e.type_id == self._trial_type]
-        trials.sort(key=lambda t: t.trial_id)
-        return [t for t in trials if states is None or t.state in states]
+        return sorted((t for t in trials if states is None or t.state in states), key=lambda t: t.trial_id)
+
+    def trials_written_since(self, study: str, since: float) -> list[Trial]:
+        """The study's trials created or updated at or after `since` (seconds since the epoch, by the clock of
+        the process that wrote them), oldest first: what a reader that keeps the other trials must re-read.
+
+        Newest updates first, in growing pages until one reaches past `since` (ordering and limits are
+        MLMD's stable list options; its filter queries are gone from later versions)."""
+        context = self._store.get_context_by_type_and_name(STUDY_TYPE, study)
+        if context is None:
+            return []
+        since_ms, limit = int(since * 1000), 64
+        while True:
+            executions = self._store.get_executions_by_context(context.id, list_options=metadata_store.ListOptions(
+                limit=limit, order_by=metadata_store.OrderByField.UPDATE_TIME, is_asc=False))
+            if len(executions) < limit or executions[-1].last_update_time_since_epoch < since_ms:
+                break
+            limit *= 4
+        return sorted((_to_trial(e) for e in executions
+                       if e.type_id == self._trial_type and e.last_update_time_since_epoch >= since_ms),
+                      key=lambda t: t.trial_id)
 
     def completed(self, study: str, kinds: tuple[str, ...] = (SEARCH,)) -> list[Trial]:
         """Completed trials of the given kinds (by default the search's own candidates)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 import random
 
 MAX_TRIES = 200  # mutations tried per wanted candidate before giving up (the space may be used up)
@@ -20,7 +21,7 @@ class Candidate:
 
 def score(trial) -> float:
     """Higher is better: trainers record metrics["objective"] (validation accuracy, or -validation loss)."""
-    return trial.metrics.get("objective", float("-inf"))
+    return trial.metrics.get("objective", -math.inf)
 
 
 class Strategy(abc.ABC):

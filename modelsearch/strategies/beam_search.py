@@ -43,7 +43,9 @@ class BeamSearch(Strategy):
         for t in sorted(trials, key=lambda t: t.trial_id):
             if t.state == "completed":
                 groups.setdefault(key(t.spec), []).append(t)
-        means = [(statistics.fmean(score(t) for t in ts), ts) for ts in groups.values()]
+        # Most architectures have one result, its own mean: fmean (exact summation) only for repeats.
+        means = [(score(ts[0]) if len(ts) == 1 else statistics.fmean(score(t) for t in ts), ts)
+                 for ts in groups.values()]
         return sorted(means, key=lambda m: (-m[0], m[1][0].trial_id))
 
     def beam(self, trials, key=None) -> list:
@@ -87,7 +89,7 @@ def noise(ranked) -> float:
     """Pooled standard deviation of repeated results of one architecture; 0 until something repeats."""
     squares, dof = 0.0, 0
     for mean, ts in ranked:
-        if not math.isfinite(mean):  # a trial that recorded no objective says nothing about noise
+        if len(ts) == 1 or not math.isfinite(mean):  # one result, or no objective: nothing about noise
             continue
         squares += sum((score(t) - mean) ** 2 for t in ts)
         dof += len(ts) - 1

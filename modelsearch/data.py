@@ -3,15 +3,15 @@
 Preprocess writes one float32 feature `x` of shape schema["input_shape"] and a `label` per example, as
 gzipped TFRecords under `Split-<name>/` of the Examples artifact. Trainers, evaluation and the exploit
 stages all read them through `dataset()`: shuffled (train), batched, parsed in parallel and prefetched.
-A split small enough (SPLIT_CACHE_BYTES) is cached in memory after its first pass, which saves
-decompressing it every epoch and still bounds a trainer's memory whatever the data's size.
+A split small enough (SPLIT_CACHE_BYTES) is decompressed and parsed once and kept in memory as tensors,
+which saves that work at every epoch and still bounds a trainer's memory whatever the data's size.
 """
 from __future__ import annotations
 
 import os
 
 SHUFFLE_BUFFER = 10_000             # examples: a bounded buffer, so memory does not grow with the split
-SPLIT_CACHE_BYTES = 64 * 1024 ** 2  # splits up to this size (parsed) stay in memory after the first epoch
+SPLIT_CACHE_BYTES = 64 * 1024 ** 2  # splits up to this size (parsed) stay in memory after the first pass
 EVAL_BATCH = 256
 
 
@@ -41,16 +41,21 @@ def dataset(examples_dir: str, split: str, schema: dict, batch_size: int = EVAL_
     spec = {"x": tf.io.FixedLenFeature(shape, tf.float32), "label": tf.io.FixedLenFeature([], label_dtype)}
     records = tf.data.TFRecordDataset(split_files(examples_dir, split), compression_type="GZIP",
                                       num_parallel_reads=tf.data.AUTOTUNE)
+    parse = lambda r: _pair(tf.io.parse_example(r, spec))  # noqa: E731
     rows = split_size(schema, split)
     if rows is not None and rows * 4 * (math.prod(shape) + 1) <= SPLIT_CACHE_BYTES:
-        records = records.cache()
-    if shuffle:
-        records = records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
-    batches = records.batch(batch_size)
+        # Small enough: decompressed and parsed once, then every epoch reads the tensors from memory.
+        examples = records.batch(1024).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
+        if shuffle:
+            examples = examples.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        batches = examples.batch(batch_size)
+    else:
+        if shuffle:
+            records = records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        batches = records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     if rows is not None:  # Keras then knows an epoch's length (a TFRecord file's count is unknown to tf.data)
         batches = batches.apply(tf.data.experimental.assert_cardinality(math.ceil(rows / batch_size)))
-    return (batches.map(lambda r: _pair(tf.io.parse_example(r, spec)), num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def _pair(parsed: dict):

@@ -70,12 +70,13 @@ SAME_SIZE = {"max_epochs": 1, "patience": 1, "strategy": "random", "blocks": ["d
 
 @pytest.mark.slow
 def test_memory_stays_flat_over_30_trials(tiny, tmp_path):
-    """Each trial trains in a process forked for it, so nothing a trial leaves behind (Keras graphs, TF
-    caches: about 15 MiB a trial when one process trained them all) reaches the next. Bound: the 30th
-    trial's peak is within 10% of the 5th's. Every trial process starts from the same loop process and
-    trains one model of the same kind (one small dense block), so their peaks differ by a few MiB, while a
-    leak of 15 MiB a trial would add 375 MiB (over 70% of a ~500 MiB trial) by the 30th. The loop process
-    never trains: its peak after 30 trials is within 5% of its peak after 5 (its imports dominate it)."""
+    """Trials train in a worker forked from the trainer loop that retires once its peak memory grew 5% past
+    its first trial's, so what trials leave behind (Keras graphs, TF caches: about 15 MiB a trial when one
+    process trained them all) never piles up. Bound: the 30th trial's peak is within 10% of the 5th's.
+    Every worker starts from the same loop process and trains models of one kind (one small dense block),
+    so a trial's peak is at most a worker's first plus 5% plus one trial's growth, while a leak of 15 MiB
+    a trial would add 375 MiB (over 70% of a ~500 MiB trial) by the 30th. The loop process never trains:
+    its peak after 30 trials is within 5% of its peak after 5 (its imports dominate it)."""
     store = {"sqlite": str(tmp_path / "t.sqlite")}
     result = finish(start_trainer(store, SAME_SIZE, [5, 30], tiny["examples"], tiny["transform"],
                                   str(tmp_path / "models")), timeout=1500)

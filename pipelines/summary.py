@@ -6,7 +6,7 @@ import os
 
 from modelsearch.export import SERVING_DIR
 from modelsearch.strategies.base import score
-from modelsearch.trialstore import COMPLETED, ENSEMBLE, FAILED, SEARCH, STUDENT, TrialStore
+from modelsearch.trialstore import ABANDONED, COMPLETED, ENSEMBLE, FAILED, SEARCH, STUDENT, TrialStore
 
 
 def _model(trial) -> dict | None:
@@ -30,6 +30,7 @@ def build_summary(store: TrialStore, study: str, pushed_to: str | None = None,
         "study": study,
         "trials_completed": len(completed),
         "trials_failed": sum(t.state == FAILED for t in search),
+        "trials_abandoned": sum(t.state == ABANDONED for t in search),  # lost with their trainer, retried
         "best": None if best is None else {
             "trial_id": best.trial_id,
             "architecture": best.spec,

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.nasbench201 import machine
+from benchmarks.report import machine, publish
 
 
 def run_search(data: str, out_dir: str, trials: int, trainers: int, seed: int, extra: list[str]) -> dict:
@@ -109,11 +109,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     extra = ["--max-epochs", str(args.max_epochs)] if args.max_epochs else []
     results = run(args.trials, [int(k) for k in args.trainers.split(",")], args.seed, extra)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=1)
-    print(markdown(results))
-    print(f"wrote {args.out}")
+    publish(results, args.out, markdown(results))
 
 
 if __name__ == "__main__":

@@ -20,14 +20,12 @@ import argparse
 import datetime
 import heapq
 import importlib.resources
-import json
-import os
 import pickle
-import platform
 import random
 import statistics
 import time
 
+from benchmarks.report import machine, publish
 from modelsearch import strategies
 from modelsearch.config import SearchConfig
 from modelsearch.search import propose_one
@@ -189,16 +187,6 @@ def run(names: list[str], seeds: int, budgets: list[int], round_size: int = 1, d
             "date": datetime.date.today().isoformat(), "strategies": results}
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "nproc": os.cpu_count(), "python": platform.python_version()}
-
-
 def markdown(results: dict) -> str:
     rows = ["| strategy | trials | mean true accuracy (%) | P(top-10) | P(optimum) |", "|---|---:|---:|---:|---:|"]
     for name, r in results["strategies"].items():
@@ -224,12 +212,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = run(args.strategies.split(","), args.seeds, sorted(int(b) for b in args.budgets.split(",")),
                   args.round_size, args.dataset, args.first_seed, args.mode, args.trainers)
-    out = args.out or DEFAULT_OUT[args.mode]
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(results, f, indent=1)
-    print(markdown(results))
-    print(f"wrote {out}")
+    publish(results, args.out or DEFAULT_OUT[args.mode], markdown(results))
 
 
 if __name__ == "__main__":

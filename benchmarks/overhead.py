@@ -241,7 +241,7 @@ def per_trial(pipeline: dict, loop: dict) -> list[dict]:
 
 
 def run(args) -> dict:
-    from benchmarks.nasbench201 import machine
+    from benchmarks.report import machine
     from benchmarks.peers import write_csv
 
     os.makedirs(args.workdir, exist_ok=True)
@@ -305,7 +305,7 @@ def markdown(results: dict) -> str:
 
 
 def main(argv=None):
-    from benchmarks.peers import save_json
+    from benchmarks.report import save_json
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="digits", help="a dataset of benchmarks.peers (default digits)")

@@ -371,7 +371,7 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
         in_process: bool = False, resume: bool = False) -> dict:
     """Every tool on every dataset and seed. `resume`: cells whose tools all have a result in `out` (same budget)
     are not run again, so a long benchmark that stopped goes on where it was."""
-    from benchmarks.nasbench201 import machine
+    from benchmarks.report import machine, save_json
 
     kept = finished_runs(out, budget, tools) if resume else []
     results = {"benchmark": "peers", "date": datetime.date.today().isoformat(), "machine": machine(),
@@ -388,12 +388,6 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
             if out:  # after every cell: a long run that stops still leaves what it measured
                 save_json(results, out)
     return results
-
-
-def save_json(results: dict, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(results, f, indent=1)
 
 
 def _versions() -> dict:

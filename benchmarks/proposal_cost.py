@@ -28,7 +28,7 @@ import tempfile
 import time
 
 from benchmarks.mariadb import MariaDB
-from benchmarks.nasbench201 import machine
+from benchmarks.report import machine, publish
 from modelsearch.config import SearchConfig
 from modelsearch.search import next_trial
 from modelsearch.trialstore import COMPLETED, SEARCH, TrialStore
@@ -188,11 +188,7 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/results/proposal_cost.json")
     args = parser.parse_args(argv)
     results = run([int(s) for s in args.sizes.split(",")], args.repeats, args.backends.split(","))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=1)
-    print(markdown(results))
-    print(f"wrote {args.out}")
+    publish(results, args.out, markdown(results))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from modelsearch.export import SCHEMA_FILE  # noqa: F401  (Preprocess writes it beside the transform graph)
 from modelsearch.trialstore import Trial, TrialStore
 
 

@@ -7,7 +7,6 @@ decisions (modelsearch/exploit.py).
 """
 from __future__ import annotations
 
-import os
 import resource
 import sys
 import time

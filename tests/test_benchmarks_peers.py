@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from benchmarks import overhead, peers
+from benchmarks import async_trainers, overhead, peers
 
 
 def test_budget_counts_every_model_ours_trains():
@@ -79,6 +79,19 @@ def test_overhead_smoke(tmp_path):
     assert 0 < trial["pipeline_train_seconds"] <= trial["pipeline_wall_s"] and trial["loop_fit_s"] > 0
     assert [t["epochs"] for t in variant["loop"]["trials"]] == [1] and trial["epochs"] == 1
     assert "where the pipeline's time goes" in overhead.markdown(results)
+
+
+@pytest.mark.slow
+def test_async_trainers_smoke(tmp_path):
+    """Two tiny digits searches, K = 1 then K = 2: both hold their budget, the ratio and memory are reported."""
+    out = tmp_path / "async.json"
+    async_trainers.main(["--trials", "5", "--trainers", "1,2", "--max-epochs", "1", "--out", str(out)])
+    results = json.loads(out.read_text())
+    one, two = results["runs"]
+    assert (one["trials"], two["trials"]) == (5, 5) and one["duplicates"] == two["duplicates"] == 0
+    assert (one["workers"], two["workers"]) == (1, 2)  # K trainer processes shared the budget
+    assert results["speedup"]["K=2/K=1"] > 0 and set(results["memory"]) == {"K=1", "K=2"}
+    assert "trials / hour" in async_trainers.markdown(results)
 
 
 def test_resume_keeps_finished_cells(tmp_path):

@@ -19,10 +19,10 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from common.errors import UserError
-from components.artifacts import SCHEMA_FILE
-from modelsearch.raw_examples import RAW_DIR, encode_raw
 from components.preprocess.routes import route_for_schema
 from components.preprocess.schema import infer_schema
+from modelsearch.export import SCHEMA_FILE
+from modelsearch.raw_examples import RAW_DIR, encode_raw
 
 SPLITS = (("train", 70), ("validation", 15), ("test", 15))
 # The in-process portable runner: offline (Beam 2.77's DirectRunner may hand the job to Prism, which

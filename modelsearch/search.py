@@ -103,10 +103,10 @@ def next_trial(store: TrialStore, study: str, config: SearchConfig, space, budge
     strategy = strategy or create_strategy(config)
     view = study_view(store, study)
     for _ in range(MAX_RACES):
-        trials = view.read(store, study)
-        if store.reclaim_expired(study, trials):
-            trials = view.read(store, study)
-        every = [t for t in trials if t.kind == SEARCH]
+        everything = view.read(store, study)
+        if store.reclaim_expired(study, everything):
+            everything = view.read(store, study)
+        every = [t for t in everything if t.kind == SEARCH]
         trials = counted(every)
         if len(trials) >= budget:
             return None

@@ -27,7 +27,7 @@ import sys
 import time
 
 # Our pipeline may run in this process (in_process=True): protobuf's upb extension segfaults at exit
-# after a tensorflow-transform trace unless the pure-Python protobuf is chosen first (DESIGN.md).
+# after a tensorflow-transform trace unless the pure-Python protobuf is chosen first (ARCHITECTURE.md, "Pitfalls").
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -11,7 +11,7 @@ import sys
 
 # protobuf: the console script keeps its fast C implementation, upb (the pure-Python one, once our workaround,
 # cost about a fifth of a run: BENCHMARKS.md, "Overhead"). upb has segfaulted in the interpreter's teardown
-# after a tf.Transform trace (DESIGN.md; not reproduced with protobuf 6.33.6 on 2026-11-23), so entry() ends
+# after a tf.Transform trace (ARCHITECTURE.md, "Pitfalls"; not reproduced with protobuf 6.33.6), so entry() ends
 # the process with os._exit once everything is written: nothing of ours runs in the teardown.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -241,7 +241,11 @@ class TrialStore:
         `trials`: the study's trials as just read, if the caller has them (saves reading them again)."""
         now = time.time() if now is None else now
         trials = self.trials(study, (RUNNING,)) if trials is None else trials
-        lost = [t for t in trials if t.state == RUNNING and 0 < t.lease_expires < now]
+        expired = [t for t in trials if t.state == RUNNING and 0 < t.lease_expires < now]
+        # Read each again first: `trials` may be a few seconds old, and a trial that completed or renewed its
+        # lease since must stay as it is (what is left is the instant between this read and the write).
+        lost = [t for t in map(self.get, (t.trial_id for t in expired))
+                if t.state == RUNNING and 0 < t.lease_expires < now]
         for t in lost:
             self._finish(t.trial_id, ABANDONED, f"lease expired {now - t.lease_expires:.0f} s ago: its trainer "
                          f"({t.worker}) stopped renewing it (killed, out of memory, or its machine was lost)")

@@ -49,14 +49,12 @@ def run_trainer(trial_store: dict | str, study: str, config: SearchConfig, budge
     done, worker = [], None
     try:
         while (trial := next_trial(store, study, config, space, budget, seed, lease_seconds, strategy)) is not None:
-            if worker is None or worker.retiring:
+            if worker is None or worker.retiring or not worker.alive:
                 if worker is not None:
                     worker.close()
                 worker = TrialWorker(trial_store, examples_dir, transform_dir, config, threads)
             done.append(worker.train(store, trial, os.path.join(models_dir, f"trial_{trial.trial_id}"),
                                      lease_seconds))
-            if not worker.alive:
-                worker = None
     finally:
         if worker is not None:
             worker.close()
@@ -87,7 +85,10 @@ class TrialWorker:
     def train(self, store: TrialStore, trial: Trial, model_dir: str, lease_seconds: float) -> Trial:
         """Has the worker train `trial` (it records the result) while renewing the trial's lease; records the
         trial as failed if the worker ended without recording anything."""
-        self.connection.send((trial.trial_id, model_dir))
+        try:
+            self.connection.send((trial.trial_id, model_dir))
+        except OSError:  # the worker died before it got the trial: recorded as failed below
+            self.process.join()
         peak = None
         while peak is None and self.alive:
             if not self.connection.poll(lease_seconds / 4):
@@ -110,7 +111,10 @@ class TrialWorker:
 
     def close(self) -> None:
         if self.alive:
-            self.connection.send(None)
+            try:
+                self.connection.send(None)
+            except OSError:  # it died meanwhile
+                pass
         self.process.join()
 
 

@@ -11,7 +11,9 @@ from modelsearch.trialstore import Trial, TrialStore
 class SearchPlan(Artifact):
     """plan.json: what SearchGenerator found when it opened the search (budget, trials held, trainers)."""
 
-    TYPE_NAME = "modelsearch.SearchPlan"
+    # On Kubeflow V2 the pod's entrypoint imports a custom artifact class from its type name, read as
+    # <module>.<class>: components.SearchPlan (components/__init__.py) is where it finds this one.
+    TYPE_NAME = "components.SearchPlan"
 
 
 PLAN_FILE = "plan.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 
 from modelsearch.errors import UserError
 
@@ -28,8 +29,14 @@ SECTIONS = {
     "student": {"tolerance": 0.01, "max_params": None, "weight": 0.7, "temperature": 3.0},
     # Which model is pushed: the best on validation, or the best with at most `max_params` parameters.
     "push": {"policy": "best_accuracy", "max_params": None},
+    # Cluster runs only (the Kubeflow / Vertex compile; a local run ignores it): what each trainer pod gets
+    # (Kubernetes quantities: cpu "4" or "500m", memory "16Gi") and how often a failed trainer is started
+    # again (it carries on from the trial store).
+    "trainer_pods": {"cpu": None, "memory": None, "gpus": 0, "gpu_type": "nvidia.com/gpu", "retries": 2},
 }
 ENSEMBLE_METHODS = ("average", "weighted", "replicas")
+CPU_QUANTITY = re.compile(r"^\d+(\.\d+)?m?$")
+MEMORY_QUANTITY = re.compile(r"^\d+(\.\d+)?([KMGTPE]i|[kMGTPE])?$")
 
 
 def _section(name: str):
@@ -56,6 +63,7 @@ class SearchConfig:
     ensemble: dict = _section("ensemble")
     student: dict = _section("student")
     push: dict = _section("push")
+    trainer_pods: dict = _section("trainer_pods")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -156,6 +164,16 @@ class SearchConfig:
         if self.push["policy"] == "within_budget" and self.push["max_params"] is None:
             fail("push.policy within_budget needs push.max_params (the parameter budget); set it or use "
                  "--max-params")
+        pods = self.trainer_pods
+        for key, pattern, example in (("cpu", CPU_QUANTITY, '4 or "500m"'), ("memory", MEMORY_QUANTITY, '"16Gi"')):
+            value = pods[key]
+            if value is not None and (isinstance(value, bool) or not pattern.match(str(value))):
+                fail(f"trainer_pods.{key} must be a Kubernetes quantity such as {example}, got {value!r}")
+        count("trainer_pods", "gpus", 0)
+        count("trainer_pods", "retries", 0)
+        if not isinstance(pods["gpu_type"], str) or not pods["gpu_type"]:
+            fail(f"trainer_pods.gpu_type must name an accelerator (nvidia.com/gpu on Kubernetes, e.g. "
+                 f"NVIDIA_TESLA_T4 on Vertex AI), got {pods['gpu_type']!r}")
 
 
 def load_config(path: str | None, overrides: dict | None = None) -> SearchConfig:

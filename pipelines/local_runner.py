@@ -37,7 +37,8 @@ def default_trainers() -> int:
 
 def run(output_dir: str, data_path: str, label: str, study: str, search_config: SearchConfig, trials: int,
         trainers: int, seed: int = 0, problem_type: str = "", trial_store: dict | None = None,
-        push_destination: str = "", input_kind: str = "", input_shape: str = "") -> dict:
+        push_destination: str = "", input_kind: str = "", input_shape: str = "",
+        beam_pipeline_args: list | None = None) -> dict:
     """Runs the search; returns the trial-store config the trials were written to."""
     from tfx.orchestration import metadata
 
@@ -52,7 +53,7 @@ def run(output_dir: str, data_path: str, label: str, study: str, search_config: 
         trainers=trainers, threads_per_trial=max(1, (os.cpu_count() or 1) // trainers), seed=seed,
         problem_type=problem_type,
         run_id=uuid.uuid4().hex, push_destination=push_destination, data_fingerprint=fingerprint(data_path),
-        input_kind=input_kind or "", input_shape=input_shape or "",
+        input_kind=input_kind or "", input_shape=input_shape or "", beam_pipeline_args=beam_pipeline_args,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(where["tfx_metadata"])))
     return trial_store
 

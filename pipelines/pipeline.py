@@ -32,7 +32,7 @@ def input_nodes(data_path: str, label: str, problem_type: str, seed: int, data_f
         from tfx.components.example_gen.import_example_gen.component import ImportExampleGen
         from tfx.proto import example_gen_pb2
 
-        from components.preprocess.executor import DEFAULT_BEAM_ARGS, names_runner
+        from components.preprocess.executor import pipeline_args
         from components.preprocess.tfrecords import import_location
 
         base, pattern = import_location(data_path)
@@ -41,11 +41,13 @@ def input_nodes(data_path: str, label: str, problem_type: str, seed: int, data_f
             input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern=pattern)]),
             output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
                 splits=[example_gen_pb2.SplitConfig.Split(name="all", hash_buckets=1)])))]
-        if not names_runner(beam_pipeline_args):  # run offline, as Preprocess does
-            examples[0].with_beam_pipeline_args(list(DEFAULT_BEAM_ARGS))
+        # The offline default runner unless the caller names one, as Preprocess does.
+        examples[0].with_beam_pipeline_args(pipeline_args(beam_pipeline_args))
     preprocess = Preprocess(data_path=data_path, label=label, problem_type=problem_type, seed=seed,
                             data_fingerprint=data_fingerprint, input_kind=input_kind, input_shape=input_shape,
                             examples=examples[0].outputs["examples"] if examples else None)
+    # Beam arguments go to the Beam steps only: pipeline-level ones would reach every Kubeflow container.
+    preprocess.with_beam_pipeline_args(list(beam_pipeline_args or []))
     return [*examples, preprocess]
 
 
@@ -75,8 +77,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_path: str, labe
     nodes += exploit_nodes(preprocess, trainer_nodes, study, store_json, config_json, run_id, push_destination)
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=nodes,
-        enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=beam_pipeline_args or [])
+        enable_cache=enable_cache, metadata_connection_config=metadata_connection_config)
 
 
 def exploit_nodes(preprocess, trainers: list, study: str, store_json: str, config_json: str, run_id: str,

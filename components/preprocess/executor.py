@@ -10,9 +10,10 @@ goes to transform_dir, which serving uses to take raw features. The raw test row
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
+import uuid
 import zlib
 
 from tfx.dsl.components.base import base_beam_executor
@@ -184,6 +185,20 @@ class _EncodeExamples:
         return self._encoder.encode(batch)
 
 
+@contextlib.contextmanager
+def _transform_temp_dir(transform_dir: str):
+    """tf.Transform's temp folder, inside the transform graph's artifact (under the pipeline root), not on this
+    machine: a distributed runner's workers (Dataflow, Flink, Spark) write and read it too. Removed after."""
+    from tfx.dsl.io import fileio
+
+    path = os.path.join(transform_dir, f".tft-temp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield path
+    finally:
+        if fileio.exists(path):
+            fileio.rmtree(path)
+
+
 def names_runner(beam_pipeline_args: list | None) -> bool:
     return any(a == "--runner" or a.startswith("--runner=") for a in beam_pipeline_args or [])
 
@@ -208,7 +223,7 @@ def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_di
 
     splits = tuple((str(name), int(percent)) for name, percent in splits)
     adapter_config, arrow_types = _tensor_adapter_config(schema), _arrow_types(schema)
-    with tempfile.TemporaryDirectory(prefix="tft-") as temp_dir:
+    with _transform_temp_dir(transform_dir) as temp_dir:
         pipeline = beam.Pipeline(options=PipelineOptions(pipeline_args(beam_pipeline_args)))
         with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False):
             keys, parse = route_for_schema(schema).source(pipeline, schema, data_path, example_files)

@@ -26,6 +26,9 @@ STUDY_FILE = "study.json"
 def _output_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", required=True,
                         help="where the trial store, models and summary.json go; run again to continue the study")
+    parser.add_argument("--pipeline-root", metavar="DIR",
+                        help="where the pipeline's artifacts go (transformed data, models): a local folder or "
+                             "gs://bucket/path (default OUTPUT_DIR/pipeline); the trial store stays in --output-dir")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -79,7 +82,7 @@ def search(args, data_path: str, label: str | None, problem_type: str | None, in
     _quiet_logs()
     from modelsearch.space import SearchSpace
     SearchSpace(config, schema["input_shape"])  # unknown or unfit blocks fail here, before any work
-    _check_study(args.output_dir, {"study": args.study, "data": os.path.abspath(data_path), "label": label,
+    _check_study(args.output_dir, {"study": args.study, "data": local_runner.absolute(data_path), "label": label,
                                    "input_shape": schema["input_shape"]})
 
     from modelsearch.trialstore import TrialStore
@@ -95,7 +98,8 @@ def search(args, data_path: str, label: str | None, problem_type: str | None, in
     store_config = local_runner.run(
         args.output_dir, data_path, label, args.study, config, config.trials, trainers, seed=args.seed,
         problem_type=problem_type or "", push_destination=args.push_destination or "",
-        input_kind=input_kind or "", input_shape=input_shape or "", beam_pipeline_args=args.beam_args)
+        input_kind=input_kind or "", input_shape=input_shape or "", beam_pipeline_args=args.beam_args,
+        pipeline_root=args.pipeline_root or "")
     pushed_to = local_runner.last_push(args.output_dir) if args.push_destination else None
     summary = write_summary(TrialStore(store_config), args.study, args.output_dir, pushed_to,
                             args.push_destination or "")

@@ -1,32 +1,42 @@
 """Runs the pipeline on this machine: ConcurrentDagRunner (every node a process, the K trainers at once),
-SQLite for TFX's metadata and for the trial store."""
+SQLite for TFX's metadata and for the trial store (in the output directory, always local), artifacts under a
+pipeline root that may be local or on Cloud Storage (gs://), like the data."""
 from __future__ import annotations
 
 import os
 import uuid
 
 from modelsearch.config import SearchConfig
+from pipelines.options import URI
 
 PIPELINE_NAME = "modelsearch"
 
 
-def paths(output_dir: str) -> dict:
+def absolute(path: str) -> str:
+    """A URI (gs://...) as it is, a local path made absolute: the nodes do not run in this directory."""
+    return path if URI.match(path) else os.path.abspath(path)
+
+
+def paths(output_dir: str, pipeline_root: str = "") -> dict:
     output_dir = os.path.abspath(output_dir)
-    return {"pipeline_root": os.path.join(output_dir, "pipeline"),
+    return {"pipeline_root": absolute(pipeline_root) if pipeline_root else os.path.join(output_dir, "pipeline"),
             "tfx_metadata": os.path.join(output_dir, "tfx_metadata.sqlite"),
             "trial_store": {"sqlite": os.path.join(output_dir, "trials.sqlite")}}
 
 
 def fingerprint(data_path: str) -> str:
-    """Size and newest mtime of the data (a file, or every file under a folder): the cache key of Preprocess."""
-    if os.path.isfile(data_path):
-        stat = os.stat(data_path)
-        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    """Size and newest mtime of the data (a file, or every file under a folder; local or gs://): the cache key
+    of Preprocess."""
+    from tensorflow.io import gfile
+
+    if not gfile.isdir(data_path):
+        stat = gfile.stat(data_path)
+        return f"{stat.length}:{stat.mtime_nsec}"
     count = size = newest = 0
-    for folder, _, files in os.walk(data_path):
+    for folder, _, files in gfile.walk(data_path):
         for name in files:
-            stat = os.stat(os.path.join(folder, name))
-            count, size, newest = count + 1, size + stat.st_size, max(newest, stat.st_mtime_ns)
+            stat = gfile.stat(os.path.join(folder, name))
+            count, size, newest = count + 1, size + stat.length, max(newest, stat.mtime_nsec)
     return f"{count}:{size}:{newest}"
 
 
@@ -38,17 +48,18 @@ def default_trainers() -> int:
 def run(output_dir: str, data_path: str, label: str, study: str, search_config: SearchConfig, trials: int,
         trainers: int, seed: int = 0, problem_type: str = "", trial_store: dict | None = None,
         push_destination: str = "", input_kind: str = "", input_shape: str = "",
-        beam_pipeline_args: list | None = None) -> dict:
-    """Runs the search; returns the trial-store config the trials were written to."""
+        beam_pipeline_args: list | None = None, pipeline_root: str = "") -> dict:
+    """Runs the search; returns the trial-store config the trials were written to. `pipeline_root`: where the
+    artifacts go (default OUTPUT_DIR/pipeline; gs:// works)."""
     from tfx.orchestration import metadata
 
     from pipelines.concurrent_dag_runner import ConcurrentDagRunner
     from pipelines.pipeline import create_pipeline
 
-    where = paths(output_dir)
+    where = paths(output_dir, pipeline_root)
     trial_store = trial_store or where["trial_store"]
     ConcurrentDagRunner().run(create_pipeline(
-        pipeline_name=PIPELINE_NAME, pipeline_root=where["pipeline_root"], data_path=os.path.abspath(data_path),
+        pipeline_name=PIPELINE_NAME, pipeline_root=where["pipeline_root"], data_path=absolute(data_path),
         label=label, study=study, trial_store=trial_store, search_config=search_config, trials=trials,
         trainers=trainers, threads_per_trial=max(1, (os.cpu_count() or 1) // trainers), seed=seed,
         problem_type=problem_type,

@@ -29,9 +29,16 @@ def mysql_store_config(mariadb) -> dict:
     return mariadb.store_config(f"test_{next(_databases)}")
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.cluster)])
 def store_config(request, tmp_path) -> dict:
     """A fresh trial store on each backend: SQLite (local runs) and MariaDB (the cluster's MySQL)."""
     if request.param == "sqlite":
         return {"sqlite": str(tmp_path / "trials.sqlite")}
     return request.getfixturevalue("mysql_store_config")
+
+
+def pytest_collection_modifyitems(items):
+    """Every test on the real MySQL is a cluster-path test (`uv run pytest -m cluster`): the cluster's backend."""
+    for item in items:
+        if "mariadb" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)

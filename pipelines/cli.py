@@ -150,25 +150,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The `modelsearch` console script: main(), then os._exit once everything is written and flushed (the
-    interpreter teardown is where upb has crashed; nothing of ours runs there)."""
-    try:
-        code = main()
-    except SystemExit as e:  # argparse: --help (0) and usage errors (2)
-        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
-        if isinstance(e.code, str):
-            print(e.code, file=sys.stderr)
-    except KeyboardInterrupt:
-        code = 130
-    except BaseException:  # a bug, not a user mistake: show it, and still exit without the teardown
-        import traceback
-        traceback.print_exc()
-        code = 1
-    import logging
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """The `modelsearch` console script: main(), then os._exit once everything is written and flushed."""
+    from common.process_exit import run_then_exit
+    run_then_exit(main)
 
 
 if __name__ == "__main__":

@@ -59,19 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    try:
-        code = main()
-    except KeyboardInterrupt:
-        code = 130
-    except BaseException:  # the executor failed: show why, and still skip the teardown
-        import traceback
-        traceback.print_exc()
-        code = 1
-    import logging
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    from common.process_exit import run_then_exit
+    run_then_exit(main)
 
 
 if __name__ == "__main__":

@@ -72,13 +72,15 @@ def search(args, data_path: str, label: str | None, problem_type: str | None, in
     from pipelines import local_runner, node_server
 
     defaults = defaults or {}
+    # First: the pipeline's nodes import TensorFlow and TFX there while this process reads the configuration
+    # and the data (through tf.io.gfile, so it imports TensorFlow too).
+    node_server.start()
+    print(f"[modelsearch] loading TensorFlow and TFX ...", file=sys.stderr, flush=True)
     config = options.search_config(args, defaults.get("search"))
     schema = infer_schema(data_path, label, problem_type, input_kind, input_shape)
     label = schema["label"]
     trainers = config.trainers or local_runner.default_trainers()
     args.push_destination = options.local_push_destination(args.push_destination)
-    node_server.start()  # the pipeline's nodes import TensorFlow and TFX there, while this process goes on
-    print(f"[modelsearch] loading TensorFlow and TFX ...", file=sys.stderr, flush=True)
     _quiet_logs()
     from modelsearch.space import SearchSpace
     SearchSpace(config, schema["input_shape"])  # unknown or unfit blocks fail here, before any work

@@ -145,3 +145,18 @@ def test_scheduled_job_compiles_the_pipeline(tmp_path):
     assert argv[:3] == ["python", "-m", "pipelines.kubeflow_runner"]
     argv = [str(tmp_path / "p.yaml") if a == "/tmp/modelsearch.yaml" else a for a in argv[3:]]
     assert main(argv) == 0 and (tmp_path / "p.yaml").exists()
+
+
+def test_scheduled_job_submits_what_it_compiled():
+    """The submit half of the CronJob's command: options the runner's parser has (argparse exits on any other),
+    the package the compile half wrote, the KFP endpoint of the settings, and --skip-if-running. No network."""
+    from pipelines.kubeflow_runner import make_parser
+    [cron] = [d for d in load("base/search-schedule.yaml") if d["kind"] == "CronJob"]
+    compile_argv, argv = ([re.sub(r"\$(\w+)", lambda m: settings()[m.group(1)], a) for a in shlex.split(command)]
+                          for command in cron_container(cron)["args"][0].split("&&"))
+    assert argv[:3] == ["python", "-m", "pipelines.kubeflow_runner"]
+    parser = make_parser()
+    args, compiled = parser.parse_args(argv[3:]), parser.parse_args(compile_argv[3:])
+    assert args.command == "submit" and args.package == compiled.output == "/tmp/modelsearch.yaml"
+    assert args.host == settings()["KFP_HOST"] and args.skip_if_running
+    assert not (args.vertex_project or args.vertex_region or args.network)

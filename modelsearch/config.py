@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 
 from modelsearch.errors import UserError
@@ -177,15 +176,18 @@ class SearchConfig:
 
 
 def load_config(path: str | None, overrides: dict | None = None) -> SearchConfig:
-    """Reads the JSON file at `path` (None: defaults) and applies command-line overrides."""
+    """Reads the JSON file at `path` (None: defaults; a local path or a gs:// URI, read through tf.io.gfile)
+    and applies command-line overrides."""
     data = {}
     if path:
-        if not os.path.isfile(path):
+        import tensorflow as tf
+
+        if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
             raise UserError(f"search configuration {path} does not exist: pass the path of a JSON file")
         try:
-            with open(path) as f:
+            with tf.io.gfile.GFile(path) as f:
                 data = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (tf.errors.OpError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise UserError(f"search configuration {path} is not valid JSON ({e}); fix the file") from None
         if not isinstance(data, dict):
             raise UserError(f"search configuration {path}: expected a JSON object of settings")

@@ -15,6 +15,8 @@ empty bodies and Go's HTTP server refuses (501), and turns the emulator's http:/
 """
 from __future__ import annotations
 
+import email
+import email.policy
 import http.client
 import os
 import socket
@@ -23,6 +25,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
 
 HOSTS = ("www.googleapis.com", "storage.googleapis.com", "oauth2.googleapis.com")
 _TOKEN = b'{"access_token": "emulator", "expires_in": 3600, "token_type": "Bearer"}'
@@ -74,7 +77,14 @@ class _Relay(socketserver.StreamRequestHandler):
         body = _read_body(reader, {n.lower(): v for n, v in headers})
         if self.host == "oauth2.googleapis.com":  # Google's credentials refresh their token here
             _respond(writer, 200, "OK", [("Content-Type", "application/json")], _TOKEN)
-            return True
+        elif target.startswith("/batch/storage/v1"):
+            _respond(writer, 200, "OK", *self._batch(headers, body))
+        else:
+            status, reason, response_headers, data = self._forward(method, target, headers, body)
+            _respond(writer, status, reason, response_headers, data)
+        return True
+
+    def _forward(self, method: str, target: str, headers: list, body: bytes) -> tuple:
         upstream = http.client.HTTPConnection("127.0.0.1", self.server.emulator_port, timeout=120)
         upstream.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
         for name, value in headers:
@@ -86,10 +96,32 @@ class _Relay(socketserver.StreamRequestHandler):
         data = response.read()
         upstream.close()
         # The emulator speaks http; the clients reached it over https.
-        _respond(writer, response.status, response.reason,
-                 [(n, v.replace("http://", "https://", 1) if n.lower() == "location" else v)
-                  for n, v in response.getheaders()], data)
-        return True
+        return response.status, response.reason, [
+            (n, v.replace("http://", "https://", 1) if n.lower() == "location" else v)
+            for n, v in response.getheaders()], data
+
+    def _batch(self, headers: list, body: bytes) -> tuple:
+        """A JSON API batch (multipart/mixed of HTTP requests; Beam copies and deletes in batches), which the
+        emulator lacks: each part forwarded on its own, the answers packed the same way."""
+        content_type = next(v for n, v in headers if n.lower() == "content-type")
+        message = email.message_from_bytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body,
+                                           policy=email.policy.HTTP)
+        boundary, parts = "batch_emulator", []
+        for part in message.iter_parts():
+            head, _, sub_body = part.get_payload(decode=True).replace(b"\r\n", b"\n").partition(b"\n\n")
+            line, *lines = head.decode("latin-1").split("\n")
+            method, url, _ = line.split(" ", 2)
+            url = urllib.parse.urlsplit(url)
+            target = url.path + (f"?{url.query}" if url.query else "")
+            sub_headers = [tuple(x.strip() for x in h.split(":", 1)) for h in lines if ":" in h]
+            sub_headers.append(("Host", url.netloc or HOSTS[1]))
+            status, reason, response_headers, data = self._forward(method, target, sub_headers, sub_body)
+            answer = "".join(f"{n}: {v}\r\n" for n, v in response_headers if n.lower() != "content-length")
+            content_id = (part.get("Content-ID") or "").strip("<>")
+            parts.append(f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <response-{content_id}>"
+                         f"\r\n\r\nHTTP/1.1 {status} {reason}\r\n{answer}\r\n".encode("latin-1") + data + b"\r\n")
+        return ([("Content-Type", f"multipart/mixed; boundary={boundary}")],
+                b"".join(parts) + f"--{boundary}--\r\n".encode())
 
 
 def _read_body(reader, headers: dict) -> bytes:
@@ -159,6 +191,12 @@ class GcsEmulator:
                 raise RuntimeError(f"the emulator's proxy did not start (see {self._log.name})")
             time.sleep(0.2)
         proxy = f"http://127.0.0.1:{proxy_port}"
+        # Every client's CA setting gets the system's certificates plus ours (some read one, some another).
+        bundle = os.path.join(self.folder, "ca-bundle.pem")
+        with open(bundle, "w") as out:
+            for path in (ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt", cert):
+                if os.path.exists(path):
+                    out.write(open(path).read() + "\n")
         credentials = os.path.join(self.folder, "adc.json")  # application default credentials, as on a laptop
         with open(credentials, "w") as f:
             f.write('{"type": "authorized_user", "client_id": "emulator", "client_secret": "emulator", '
@@ -166,7 +204,9 @@ class GcsEmulator:
         self.env = {
             "GOOGLE_APPLICATION_CREDENTIALS": credentials,
             "HTTPS_PROXY": proxy, "https_proxy": proxy, "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost", "CURL_CA_BUNDLE": cert, "REQUESTS_CA_BUNDLE": cert,
+            "no_proxy": "127.0.0.1,localhost", **{name: bundle for name in (
+                "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "HTTPLIB2_CA_CERTS",
+                "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH")},
             "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",  # TensorFlow: no credentials lookup
             "STORAGE_EMULATOR_HOST": f"https://{HOSTS[1]}",  # google-cloud-storage (Beam): anonymous, via the proxy
             "GOOGLE_CLOUD_PROJECT": "emulator", "CLOUDSDK_CORE_PROJECT": "emulator",

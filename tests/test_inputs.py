@@ -141,6 +141,30 @@ def test_tfrecord_errors(tmp_path):
     _fail("does not exist", str(tmp_path / "nothing.tfrecord"), "label")
 
 
+def test_routes_read_a_non_local_filesystem(tmp_path):
+    """An image folder and a folder of TFRecords on TensorFlow's in-process ram:// filesystem (standing in for
+    gs://): detected and read through tf.io.gfile like local ones."""
+    import tensorflow as tf
+
+    def copy_tree(local, remote):
+        for folder, _, names in os.walk(local):
+            target = os.path.join(remote, os.path.relpath(folder, local)).removesuffix("/.")
+            tf.io.gfile.makedirs(target)
+            for name in names:
+                tf.io.gfile.copy(os.path.join(folder, name), os.path.join(target, name), overwrite=True)
+        return remote
+
+    images = write_image_folder(tmp_path / "images", per_class=5)
+    remote = copy_tree(images, "ram://test_inputs/images")
+    assert detect_format(remote) == "image_folder"
+    assert infer_schema(remote, None) == infer_schema(images, None)
+    (tmp_path / "records").mkdir()
+    write_tfrecords(tmp_path / "records" / "seq.tfrecord", kind="sequence", extra=False)
+    remote = copy_tree(str(tmp_path / "records"), "ram://test_inputs/records")
+    assert detect_format(remote) == "tfrecord" and detect_format(remote + "/") == "tfrecord"
+    assert infer_schema(remote, "label") == infer_schema(str(tmp_path / "records"), "label")
+
+
 # ---- Preprocess on each route, and serving parity ---------------------------------------------------------
 
 def _preprocess(data, schema, out):

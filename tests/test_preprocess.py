@@ -119,6 +119,38 @@ def test_user_errors(tmp_path, cls_csv):
     _expect_user_error("repeats column names", dup, "y")
 
 
+def test_schema_from_a_non_local_filesystem(cls_csv):
+    """The CSV is read through tf.io.gfile: TensorFlow's in-process ram:// filesystem stands in for gs://."""
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs("ram://test_preprocess")
+    path = "ram://test_preprocess/cls.csv"
+    tf.io.gfile.copy(cls_csv, path, overwrite=True)
+    assert infer_schema(path, "target") == infer_schema(cls_csv, "target")
+    _expect_user_error("ram://test_preprocess/nope.csv does not exist", "ram://test_preprocess/nope.csv", "target")
+
+
+def test_schema_inference_reads_a_sample_of_a_large_file(tmp_path):
+    """The columns come from the file's first SAMPLE_BYTES only; the label's classes, its missing values and the
+    row count from a pass over the whole file. A row beyond the sample that the sample's parser would reject (extra
+    fields, text in a numeric column) is not read there; a class or a missing label beyond it is found."""
+    from components.preprocess import csv_table
+
+    note = '"' + "z," * 250 + '"'  # a quoted field with commas: a sample cut inside a line would not parse
+    rows = [f"{i % 7}.5,{note},{'red' if i % 2 else 'blue'},{'a' if i % 3 else 'b'}\n" for i in range(9000)]
+    text = "x,note,colour,y\n" + "".join(rows)
+    assert csv_table.SAMPLE_BYTES < len(text) and len(text) // len(rows[0]) < csv_table.SAMPLE_ROWS
+    path = tmp_path / "big.csv"
+    path.write_text(text + "oops,z,green,c,extra,fields\n" + rows[0])
+    schema = infer_schema(str(path), "y")
+    columns = {c["name"]: c for c in schema["columns"]}
+    assert [c["kind"] for c in columns.values()] == ["numeric", "string", "string"]
+    assert columns["colour"]["vocab_size"] == 2  # green is beyond the sample: the vocabulary's OOV bucket
+    assert schema["task"] == {"type": "classification", "num_classes": 3, "classes": ["a", "b", "c"]}
+    path.write_text(text + "1.5,z,red,\n")
+    _expect_user_error("label column 'y' has 1 missing values", str(path), "y")
+
+
 # ---- the Beam + TFT pipeline ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

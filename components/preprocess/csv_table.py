@@ -2,50 +2,159 @@
 
 Numeric and string columns become one feature vector (z-scored numbers, one-hot strings); with
 `--input-shape` / `--input-kind` the numeric columns form one array instead (see shaped_table.py).
-Schema inference (pandas) and the pipeline's line parser read a field the same way (see values.py).
+Schema inference (pandas, on a sample) and the pipeline's line parser read a field the same way (see values.py).
+
+The file is read through tf.io.gfile, so a local path and a gs:// (or any TensorFlow filesystem) URI are
+read alike. Schema inference is cheap on a large file: the columns (names, numeric or string, fills,
+vocabulary sizes) come from a SAMPLE, the first SAMPLE_BYTES / SAMPLE_ROWS of the file; only the label's
+values (the task and its classes, which must be complete), the row count and the one-line-per-row check
+need the whole file, and they are streamed through it once with the csv module (constant memory but the
+label's distinct values). What a sample can miss is harmless in the pipeline: a column numeric in the
+sample that holds text further down takes its fill there (values.cell_value), a string value the sample did
+not see falls into the vocabulary's out-of-vocabulary bucket (tf.Transform's vocabulary is computed over
+the whole training split, top vocab_size values), and rows beyond the sample with extra fields have them
+ignored (parse_line), as ever.
 """
 from __future__ import annotations
 
 import csv
-import os
+import io
 
 from common.errors import UserError
 from components.preprocess import shaped_table
-from components.preprocess.values import cell_value, infer_task, label_value, table_columns, table_width
+from components.preprocess.values import cell_value, infer_task, label_value, table_columns, table_width, to_number
 
 FORMAT = "csv"
 DEFAULT_LABEL = None      # --label is required
 LABEL_NOUN = "column"
 MIN_ROWS = 10             # fewer rows cannot be split into train / validation / test
+SAMPLE_BYTES = 4 * 1024 ** 2   # the columns are inferred from at most this much of the file's start ...
+SAMPLE_ROWS = 10_000           # ... and at most this many rows of it
+CHUNK_BYTES = 1024 ** 2        # what the pass over the whole file (the label column) reads at a time
+LABEL_VALUES_LIMIT = 100_000   # distinct label values that pass keeps: a label with more can only be regression
+UTF8_BOM = b"\xef\xbb\xbf"
+FIX = "pass a UTF-8 comma-separated file with a header row and the same number of fields on every line"
 
 
 def detect(path: str) -> bool:
-    """Any path that is not a local folder: the last route tried, after tfrecords and image_folder."""
-    return not os.path.isdir(path)
+    """Any path that is not a folder: the last route tried, after tfrecords and image_folder."""
+    import tensorflow as tf
+
+    return not tf.io.gfile.isdir(path)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(getattr(e, "message", "") or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _unreadable(data_path: str, e: Exception) -> UserError:
+    return UserError(f"{data_path} cannot be read ({_first_line(e)}); check its permissions")
+
+
+def _read_sample(data_path: str) -> str:
+    """The file's first SAMPLE_BYTES (all of a smaller file), cut after the last whole line in them, as text."""
+    import tensorflow as tf
+
+    gfile = tf.io.gfile
+    try:
+        if not gfile.exists(data_path):
+            raise UserError(f"data file {data_path} does not exist; pass the path of a CSV file with a header row")
+        if gfile.isdir(data_path):
+            raise UserError(f"{data_path} is not a file; pass the path of a CSV file with a header row")
+        with gfile.GFile(data_path, "rb") as f:
+            data = f.read(SAMPLE_BYTES + 1)
+    except tf.errors.OpError as e:
+        raise _unreadable(data_path, e) from None
+    whole, end = len(data) <= SAMPLE_BYTES, 0
+    if not whole:
+        end = data.rfind(b"\n", 0, SAMPLE_BYTES) + 1
+        data = data[:end] if end else data[:SAMPLE_BYTES]
+    try:
+        return data.decode("utf-8-sig", errors="strict" if whole or end else "ignore")  # no line end: cut anywhere
+    except UnicodeDecodeError as e:
+        raise UserError(f"{data_path} cannot be read as CSV ({_first_line(e)}); {FIX}") from None
 
 
 def _read_csv(data_path: str):
+    """(the sample's rows as a DataFrame of strings, the header's names as the file has them)."""
     import pandas as pd
 
-    if not os.path.exists(data_path):
-        raise UserError(f"data file {data_path} does not exist; pass the path of a CSV file with a header row")
-    if not os.path.isfile(data_path):
-        raise UserError(f"{data_path} is not a file; pass the path of a CSV file with a header row")
+    text = _read_sample(data_path)
     try:
-        frame = pd.read_csv(data_path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                            skip_blank_lines=True)
+        # A sample cut inside a quoted field that spans lines ends in a parse error: such a field is an
+        # error anyway (one row per line, see _scan).
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True,
+                            nrows=SAMPLE_ROWS)
     except pd.errors.EmptyDataError:
         raise UserError(f"{data_path} is empty; it needs a header row and data rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{data_path} cannot be read as CSV ({first}); pass a UTF-8 comma-separated file "
-                        f"with a header row and the same number of fields on every line") from None
-    except OSError as e:
-        raise UserError(f"{data_path} cannot be read ({e.strerror or e}); check its permissions") from None
+    except (pd.errors.ParserError, ValueError) as e:
+        raise UserError(f"{data_path} cannot be read as CSV ({_first_line(e)}); {FIX}") from None
     frame = frame.fillna("")  # short rows: missing trailing fields
-    with open(data_path, newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader(f), [])
+    header = next(csv.reader(io.StringIO(text, newline="")), [])
     return frame, header
+
+
+def _lines(data_path: str):
+    """The whole file's lines (text, line ends kept), read through tf.io.gfile a chunk at a time."""
+    import tensorflow as tf
+
+    rest, number = b"", 0
+    try:
+        with tf.io.gfile.GFile(data_path, "rb") as f:
+            while True:
+                chunk = f.read(CHUNK_BYTES)
+                data = rest + (chunk.removeprefix(UTF8_BOM) if number == 0 and not rest else chunk)
+                end = data.rfind(b"\n") + 1 if chunk else len(data)  # whole lines only, but at the end
+                rest = data[end:]
+                try:
+                    text = data[:end].decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise UserError(f"{data_path} cannot be read as CSV ({_first_line(e)} after line {number}); "
+                                    f"{FIX}") from None
+                for line in io.StringIO(text, newline=""):
+                    number += 1
+                    yield line
+                if not chunk:
+                    return
+    except tf.errors.OpError as e:
+        raise _unreadable(data_path, e) from None
+
+
+def _scan(data_path: str, header: list[str], names: list[str], label: str) -> dict:
+    """One pass over the whole file (the csv module over tf.io.gfile): its data rows, the label's distinct
+    values in the order they first occur (up to LABEL_VALUES_LIMIT, then only the first non-numeric one) and
+    missing values, and the first row with a value spanning several lines (the pipeline reads one row per line)."""
+    index = names.index(label)  # names: pandas' (an unnamed column is "Unnamed: <i>"), in the header's order
+    rows = missing = 0
+    distinct, beyond, spanning, complete = {}, [], None, True
+    reader = csv.reader(_lines(data_path))
+    try:
+        next(reader, None)  # the header
+        line = reader.line_num
+        for fields in reader:
+            if spanning is None and reader.line_num - line > 1:
+                spanning = next((header[i] if i < len(header) else f"field {i + 1}"
+                                 for i, v in enumerate(fields) if "\n" in v or "\r" in v), header[0])
+            line = reader.line_num
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue  # a blank line: pandas and the pipeline skip it too
+            rows += 1
+            value = fields[index].strip() if index < len(fields) else ""
+            if not value:
+                missing += 1
+            elif value not in distinct:
+                if len(distinct) < LABEL_VALUES_LIMIT:
+                    distinct[value] = None
+                else:
+                    complete = False
+                    if not beyond and to_number(value) is None:
+                        beyond.append(value)  # what makes the label non-numeric (see table_schema)
+    except csv.Error as e:
+        raise UserError(f"{data_path} cannot be read as CSV ({_first_line(e)} on line {reader.line_num}); "
+                        f"{FIX}") from None
+    return {"rows": rows, "labels": [*distinct, *beyond], "missing": missing, "spanning": spanning,
+            "all_labels": complete}
 
 
 def table_schema(data_path: str, label: str, problem_type: str | None = None) -> dict:
@@ -60,16 +169,22 @@ def table_schema(data_path: str, label: str, problem_type: str | None = None) ->
     if duplicated:
         raise UserError(f"{data_path} repeats column names ({', '.join(duplicated)}); give every column "
                         f"its own name in the header")
-    if len(frame) < MIN_ROWS:
-        raise UserError(f"{data_path} has only {len(frame)} rows, too few to split into train, validation "
+    scan = _scan(data_path, header, names, label)
+    if scan["rows"] < MIN_ROWS:
+        raise UserError(f"{data_path} has only {scan['rows']} rows, too few to split into train, validation "
                         f"and test; add rows (at least {MIN_ROWS}, better hundreds)")
-    for name in names:
-        if frame[name].str.contains("\n", regex=False).any():
-            raise UserError(f"column {name!r} of {data_path} has a value spanning several lines; put each "
-                            f"row on one line (remove line breaks inside quoted fields)")
+    if scan["spanning"] is not None:
+        raise UserError(f"column {scan['spanning']!r} of {data_path} has a value spanning several lines; put each "
+                        f"row on one line (remove line breaks inside quoted fields)")
 
-    task = infer_task([v.strip() for v in frame[label]], label, problem_type)
+    # The task from the label's values in the WHOLE file (the classes must all be known: the transform maps
+    # a label to its index among them, and the model has one output per class).
+    task = infer_task(scan["labels"], label, problem_type, missing=scan["missing"])
+    if task["type"] == "classification" and not scan["all_labels"]:
+        raise UserError(f"label column {label!r} of {data_path} has more than {LABEL_VALUES_LIMIT:,} distinct "
+                        f"values, too many classes; use problem type regression for a numeric label")
 
+    # The columns from the sample (see the module docstring).
     columns = table_columns({name: [v.strip() for v in frame[name]] for name in names if name != label})
     if not columns:
         raise UserError(f"{data_path} has no feature columns besides the label {label!r}; add at least one")

@@ -266,7 +266,9 @@ def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_di
     if empty:
         raise UserError(f"split {', '.join(empty)} of {data_path} got no rows ({sum(counts.values())} rows in "
                         f"all); add rows so that every split gets some (hundreds are better)")
-    with open(os.path.join(transform_dir, SCHEMA_FILE), "w") as f:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(os.path.join(transform_dir, SCHEMA_FILE), "w") as f:  # the artifact may be on gs://
         json.dump({**schema, "split_counts": counts}, f, indent=1)
 
 

@@ -5,7 +5,7 @@
 Every image is checked here (see images.py) so that a bad file stops the run with its name, before any
 pipeline. The rows the pipeline reads are the ENCODED bytes: the transform decodes and resizes them with
 TensorFlow (tf.io.decode_image, tf.image.resize), so the served model takes encoded bytes and decodes
-them exactly as training did.
+them exactly as training did. The folder is read through tf.io.gfile: local or gs:// alike.
 """
 from __future__ import annotations
 
@@ -22,25 +22,23 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 MIN_IMAGES = 10
 
 
-def _gfile():
-    import tensorflow as tf
-    return tf.io.gfile
-
-
 def _isdir(path: str) -> bool:
-    return _gfile().isdir(path) if "://" in path else os.path.isdir(path)
+    import tensorflow as tf
+
+    return tf.io.gfile.isdir(path)
 
 
 def _listdir(path: str) -> list[str]:
-    names = _gfile().listdir(path) if "://" in path else os.listdir(path)
-    return sorted(n.rstrip("/") for n in names if not n.startswith("."))
+    """The visible names in a folder, sorted (a gs:// listing marks sub-folders with a trailing /: dropped)."""
+    import tensorflow as tf
+
+    return sorted(n.rstrip("/") for n in tf.io.gfile.listdir(path) if not n.startswith("."))
 
 
 def read_bytes(path: str) -> bytes:
-    if "://" in path:
-        with _gfile().GFile(path, "rb") as f:
-            return f.read()
-    with open(path, "rb") as f:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "rb") as f:
         return f.read()
 
 

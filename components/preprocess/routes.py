@@ -12,10 +12,9 @@ Every route is one module with the same interface:
 A key is what the split hashes (a CSV line, an image's path inside its folder, a serialized tf.Example);
 a raw row maps each schema column's name, and the label's, to its raw value (float, bytes or list of floats).
 Routes share helpers through leaf modules (values, images, shaped_table) and never import each other.
+Every route reads its data through tf.io.gfile: a local path and a gs:// URI alike.
 """
 from __future__ import annotations
-
-import os
 
 from common.errors import UserError
 from components.preprocess import csv_table, image_folder, tfrecords
@@ -26,7 +25,14 @@ _BY_FORMAT = {route.FORMAT: route for route in ROUTES}
 
 def route_for_path(data_path: str):
     """The route that reads `data_path`; errors say which data each route takes."""
-    if "://" not in data_path and not os.path.exists(data_path):
+    import tensorflow as tf
+
+    try:
+        exists = tf.io.gfile.exists(data_path)
+    except tf.errors.OpError as e:  # e.g. no access to the bucket
+        reason = (e.message or type(e).__name__).strip().splitlines()[0]
+        raise UserError(f"data {data_path} cannot be read ({reason}); check the path and your access to it") from None
+    if not exists:
         raise UserError(f"data {data_path} does not exist; pass a CSV file with a header row, a folder of class "
                         f"folders of images, or TFRecord files")
     for route in ROUTES:

@@ -29,11 +29,13 @@ MIN_EXAMPLES = 10
 
 
 def is_tfrecords(path: str) -> bool:
-    """A TFRecord file by its name, or a local folder holding such files."""
+    """A TFRecord file by its name, or a folder (local or gs://) holding such files."""
     path = path.rstrip("/")
     if path.lower().endswith(SUFFIXES):
         return True
-    return os.path.isdir(path) and any(n.lower().endswith(SUFFIXES) for n in os.listdir(path))
+    import tensorflow as tf
+
+    return tf.io.gfile.isdir(path) and any(n.lower().endswith(SUFFIXES) for n in tf.io.gfile.listdir(path))
 
 
 detect = is_tfrecords  # the route interface's name; pipelines use is_tfrecords to pick ImportExampleGen
@@ -52,7 +54,8 @@ def data_files(path: str) -> list[str]:
 
 
 def import_location(path: str) -> tuple[str, str]:
-    """(input_base, file pattern) for ImportExampleGen: the same files data_files() reads."""
+    """(input_base, file pattern) for ImportExampleGen: the same files data_files() reads. Only the path's
+    text is split (os.path on a gs:// URI splits at its slashes); ImportExampleGen reads through gfile."""
     path = path.rstrip("/")
     if path.lower().endswith(SUFFIXES):
         return os.path.dirname(path) or ".", os.path.basename(path)

@@ -70,9 +70,12 @@ def sorted_classes(values: set[str]) -> list[str]:
     return sorted(values)
 
 
-def infer_task(raw_labels: list[str], label: str, problem_type: str | None) -> dict:
-    """The task from the label's raw values (strings): classification with its sorted classes, or regression."""
-    missing = sum(1 for v in raw_labels if v == "")
+def infer_task(raw_labels: list[str], label: str, problem_type: str | None, missing: int = 0) -> dict:
+    """The task from the label's raw values (strings): classification with its sorted classes, or regression.
+
+    Only which values occur matters (and the first non-numeric one, for the error), not how often: a caller
+    may pass each distinct value once and count the missing ones ("") in `missing`."""
+    missing += sum(1 for v in raw_labels if v == "")
     if missing:
         raise UserError(f"label column {label!r} has {missing} missing values; fill them in or drop those rows")
     numeric_label = all(to_number(v) is not None for v in raw_labels)

@@ -7,7 +7,8 @@ https://storage.googleapis.com. It does honour HTTPS_PROXY and CURL_CA_BUNDLE (l
 runs a local proxy that answers every CONNECT itself: it terminates TLS with a throw-away certificate for
 those hosts (trusted through CURL_CA_BUNDLE / REQUESTS_CA_BUNDLE) and relays each request to the emulator.
 Nothing leaves the machine. The relay also drops `Transfer-Encoding: identity`, which TensorFlow sends with
-empty bodies and Go's HTTP server refuses (501), and turns the emulator's http:// upload-session URLs into https://.
+empty bodies and Go's HTTP server refuses (501), turns the emulator's http:// upload-session URLs into
+https://, and answers the two calls the emulator lacks: a bucket's storage layout and batches.
 
     with GcsEmulator(tmp) as gcs:
         gcs.create_bucket("bucket")
@@ -18,6 +19,7 @@ from __future__ import annotations
 import email
 import email.policy
 import http.client
+import json
 import os
 import socket
 import socketserver
@@ -77,6 +79,11 @@ class _Relay(socketserver.StreamRequestHandler):
         body = _read_body(reader, {n.lower(): v for n, v in headers})
         if self.host == "oauth2.googleapis.com":  # Google's credentials refresh their token here
             _respond(writer, 200, "OK", [("Content-Type", "application/json")], _TOKEN)
+        elif target.split("?")[0].endswith("/storageLayout"):  # TensorFlow asks before it renames a folder
+            bucket = target.split("/")[4]
+            _respond(writer, 200, "OK", [("Content-Type", "application/json")], json.dumps(
+                {"kind": "storage#storageLayout", "bucket": bucket, "location": "US-CENTRAL1",
+                 "locationType": "region", "hierarchicalNamespace": {"enabled": False}}).encode())
         elif target.startswith("/batch/storage/v1"):
             _respond(writer, 200, "OK", *self._batch(headers, body))
         else:

@@ -58,9 +58,8 @@ def trainer_resources(pods: dict):
 
     spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec()
     if pods.get("cpu") is not None:
-        cpu = str(pods["cpu"])
-        spec.resource_cpu_limit = cpu
-        spec.cpu_limit = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+        spec.resource_cpu_limit = str(pods["cpu"])
+        spec.cpu_limit = _cpus(pods["cpu"])
     if pods.get("memory") is not None:
         spec.resource_memory_limit = str(pods["memory"])
         spec.memory_limit = _gigabytes(pods["memory"])
@@ -71,13 +70,15 @@ def trainer_resources(pods: dict):
     return spec if spec.ListFields() else None
 
 
+def _cpus(cpu) -> float:
+    """A Kubernetes CPU quantity ("4", "500m") in CPUs."""
+    cpu = str(cpu)
+    return float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+
+
 def _threads(pods: dict) -> int:
     """TensorFlow threads per trial: the pod's CPUs when it asks for some (0: every core the pod sees)."""
-    cpu = pods.get("cpu")
-    if cpu is None:
-        return 0
-    cpu = str(cpu)
-    return max(1, int(float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)))
+    return 0 if pods.get("cpu") is None else max(1, int(_cpus(pods["cpu"])))
 
 
 def compile_pipeline(output_file: str, image: str, pipeline_root: str, data_path: str, label: str,

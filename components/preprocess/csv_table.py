@@ -22,7 +22,8 @@ import io
 
 from common.errors import UserError
 from components.preprocess import shaped_table
-from components.preprocess.values import cell_value, infer_task, label_value, table_columns, table_width, to_number
+from components.preprocess.values import (cell_value, first_line, infer_task, label_value, table_columns, table_width,
+                                          to_number)
 
 FORMAT = "csv"
 DEFAULT_LABEL = None      # --label is required
@@ -43,13 +44,8 @@ def detect(path: str) -> bool:
     return not tf.io.gfile.isdir(path)
 
 
-def _first_line(e: Exception) -> str:
-    text = str(getattr(e, "message", "") or e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def _unreadable(data_path: str, e: Exception) -> UserError:
-    return UserError(f"{data_path} cannot be read ({_first_line(e)}); check its permissions")
+    return UserError(f"{data_path} cannot be read ({first_line(e)}); check its permissions")
 
 
 def _read_sample(data_path: str) -> str:
@@ -73,7 +69,7 @@ def _read_sample(data_path: str) -> str:
     try:
         return data.decode("utf-8-sig", errors="strict" if whole or end else "ignore")  # no line end: cut anywhere
     except UnicodeDecodeError as e:
-        raise UserError(f"{data_path} cannot be read as CSV ({_first_line(e)}); {FIX}") from None
+        raise UserError(f"{data_path} cannot be read as CSV ({first_line(e)}); {FIX}") from None
 
 
 def _read_csv(data_path: str):
@@ -89,7 +85,7 @@ def _read_csv(data_path: str):
     except pd.errors.EmptyDataError:
         raise UserError(f"{data_path} is empty; it needs a header row and data rows") from None
     except (pd.errors.ParserError, ValueError) as e:
-        raise UserError(f"{data_path} cannot be read as CSV ({_first_line(e)}); {FIX}") from None
+        raise UserError(f"{data_path} cannot be read as CSV ({first_line(e)}); {FIX}") from None
     frame = frame.fillna("")  # short rows: missing trailing fields
     header = next(csv.reader(io.StringIO(text, newline="")), [])
     return frame, header
@@ -110,7 +106,7 @@ def _lines(data_path: str):
                 try:
                     text = data[:end].decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise UserError(f"{data_path} cannot be read as CSV ({_first_line(e)} after line {number}); "
+                    raise UserError(f"{data_path} cannot be read as CSV ({first_line(e)} after line {number}); "
                                     f"{FIX}") from None
                 for line in io.StringIO(text, newline=""):
                     number += 1
@@ -151,7 +147,7 @@ def _scan(data_path: str, header: list[str], names: list[str], label: str) -> di
                     if not beyond and to_number(value) is None:
                         beyond.append(value)  # what makes the label non-numeric (see table_schema)
     except csv.Error as e:
-        raise UserError(f"{data_path} cannot be read as CSV ({_first_line(e)} on line {reader.line_num}); "
+        raise UserError(f"{data_path} cannot be read as CSV ({first_line(e)} on line {reader.line_num}); "
                         f"{FIX}") from None
     return {"rows": rows, "labels": [*distinct, *beyond], "missing": missing, "spanning": spanning,
             "all_labels": complete}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from common.errors import UserError
 from components.preprocess import csv_table, image_folder, tfrecords
+from components.preprocess.values import first_line
 
 ROUTES = (tfrecords, image_folder, csv_table)  # the order detect tries: csv_table takes any file, so it is last
 _BY_FORMAT = {route.FORMAT: route for route in ROUTES}
@@ -30,8 +31,8 @@ def route_for_path(data_path: str):
     try:
         exists = tf.io.gfile.exists(data_path)
     except tf.errors.OpError as e:  # e.g. no access to the bucket
-        reason = (e.message or type(e).__name__).strip().splitlines()[0]
-        raise UserError(f"data {data_path} cannot be read ({reason}); check the path and your access to it") from None
+        raise UserError(f"data {data_path} cannot be read ({first_line(e)}); check the path and your access to "
+                        "it") from None
     if not exists:
         raise UserError(f"data {data_path} does not exist; pass a CSV file with a header row, a folder of class "
                         f"folders of images, or TFRecord files")

@@ -15,6 +15,12 @@ MAX_VOCAB = 1000          # one-hot width cap for a string column
 MAX_INT_CLASSES = 20      # an integer label with at most this many values is a class label
 
 
+def first_line(e: Exception) -> str:
+    """An error's first line (a TensorFlow OpError's message without its op context), for a one-line UserError."""
+    text = str(getattr(e, "message", "") or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def to_number(value: str) -> float | None:
     """The finite float a CSV field holds, or None (missing, text, nan, inf)."""
     try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 
 from modelsearch.errors import UserError
@@ -36,6 +37,46 @@ SECTIONS = {
 ENSEMBLE_METHODS = ("average", "weighted", "replicas")
 CPU_QUANTITY = re.compile(r"^\d+(\.\d+)?m?$")
 MEMORY_QUANTITY = re.compile(r"^\d+(\.\d+)?([KMGTPE]i|[kMGTPE])?$")
+
+
+def _is_number(value) -> bool:
+    """A real number that is not a bool (JSON's true is not 1 here), nan or infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def optimizer_names() -> list[str]:
+    """The optimizers the trainer can build: blocks/builder.py's make_optimizer, which defines them (imported
+    here, when a configuration is checked, so that importing this module stays free of Keras)."""
+    from blocks.builder import OPTIMIZERS
+    return sorted(OPTIMIZERS)
+
+
+def knob_problem(name: str, value) -> str | None:
+    """What is wrong with one choice of a knob, or None: checked with the configuration, so a bad choice fails
+    before any work, not when a trial draws it (a bad dropout once failed model building after the data was
+    preprocessed, as "could not build a valid random architecture")."""
+    if name == "optimizer":
+        # make_optimizer lower-cases the name, so "Adam" builds too.
+        if isinstance(value, str) and value.lower() in optimizer_names():
+            return None
+        return f"unknown optimizer {value!r}; choose from {', '.join(optimizer_names())}"
+    if name == "learning_rate":
+        if _is_number(value) and value > 0:
+            return None
+        return f"{value!r} is not a learning rate; choose finite numbers > 0, such as 0.001"
+    if name == "batch_size":
+        if _is_whole(value) and value >= 1:
+            return None
+        return f"{value!r} is not a batch size; choose whole numbers >= 1, such as 32 or 64"
+    if name == "dropout":
+        if _is_number(value) and 0 <= value < 1:
+            return None
+        return f"{value!r} is not a dropout rate; choose numbers in [0, 1), such as 0.0 or 0.2"
+    return None
 
 
 def _section(name: str):
@@ -106,10 +147,10 @@ class SearchConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "min_completed" else 1):
                 fail(f"{name} must be a positive whole number, got {value!r}")
-        if not isinstance(self.p_deeper, (int, float)) or not 0 <= self.p_deeper <= 1:
+        if not _is_number(self.p_deeper) or not 0 <= self.p_deeper <= 1:
             fail(f"p_deeper must be a probability between 0 and 1, got {self.p_deeper!r}")
         depth = self.initial_depth
-        if (not isinstance(depth, list) or len(depth) != 2 or not all(isinstance(d, int) for d in depth)
+        if (not isinstance(depth, list) or len(depth) != 2 or not all(_is_whole(d) for d in depth)
                 or not 1 <= depth[0] <= depth[1] <= self.max_depth):
             fail(f"initial_depth must be [min, max] with 1 <= min <= max <= max_depth, got {depth!r}")
         for name in ("families", "blocks"):
@@ -127,6 +168,10 @@ class SearchConfig:
                 fail(f"unknown knob {name!r}; knobs: {', '.join(DEFAULT_KNOBS)}")
             if not isinstance(choices, list) or not choices:
                 fail(f"knob {name!r} must be a non-empty list of choices, got {choices!r}")
+            for value in choices:
+                problem = knob_problem(name, value)
+                if problem:
+                    fail(f"knob {name}: {problem}")
         self._check_exploit(fail)
 
     def _check_exploit(self, fail) -> None:

@@ -46,9 +46,16 @@ def build_ensemble(store: TrialStore, study: str, config: SearchConfig, examples
 
     schema, settings = read_schema(transform_dir), config.ensemble
     task = schema["task"]
-    top = ranked(completed_search(store.trials(study)))[: settings["top_k"]]
+    top = ranked(completed_search(store.current_trials(study)))[: settings["top_k"]]
     if not top:
         return None
+    pool = [t.trial_id for t in top]
+    done = [t for t in store.completed(study, kinds=(ENSEMBLE,))
+            if t.spec.get("pool") == pool and t.spec.get("settings") == settings]
+    if done:  # a rerun (after a kill, or with nothing new to search) does not build the same ensembles again
+        print(f"[modelsearch] ensemble trial {done[-1].trial_id} of the same trials is already in the study",
+              file=sys.stderr, flush=True)
+        return done[-1]
     started = time.time()
     methods = {}  # method -> member trials (weights come later)
     if "average" in settings["methods"] and len(top) > 1:
@@ -79,7 +86,8 @@ def build_ensemble(store: TrialStore, study: str, config: SearchConfig, examples
     # Chosen on validation only; ties go to the earlier method in the configured order.
     method = max(compared, key=lambda m: (compared[m]["metrics"]["objective"], -settings["methods"].index(m)))
     chosen = compared[method]
-    spec = {"method": method, "members": chosen["members"], "weights": chosen["weights"],
+    spec = {"method": method, "members": chosen["members"], "weights": chosen["weights"], "pool": pool,
+            "settings": settings,
             "compared": {m: {k: v for k, v in c.items() if k != "model"} for m, c in compared.items()}}
     trial_id = store.start_trial(study, spec, mutation=f"ensemble:{method}", kind=ENSEMBLE,
                                  input_ids=tuple(chosen["members"]))

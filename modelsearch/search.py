@@ -15,7 +15,7 @@ from modelsearch import strategies
 from modelsearch.config import SearchConfig
 from modelsearch.exploit import teacher_for
 from modelsearch.strategies.base import Candidate
-from modelsearch.trialstore import ABANDONED, LEASE_SECONDS, SEARCH, ReservationConflict, Trial, TrialStore
+from modelsearch.trialstore import LEASE_SECONDS, LOST, SEARCH, ReservationConflict, Trial, TrialStore
 
 MAX_RACES = 100  # reservations lost to other trainers in a row before giving up (never reached in practice)
 SEED_STEP = 100003  # trial n of a study seeded `seed` trains with seed * SEED_STEP + n
@@ -36,9 +36,10 @@ def propose_one(strategy, trials: list[Trial], space, seed: int, number: int) ->
     return candidates[0] if candidates else None
 
 
-def counted(trials: list[Trial]) -> list[Trial]:
-    """The search trials that count against the budget and that strategies see: all but abandoned ones."""
-    return [t for t in trials if t.kind == SEARCH and t.state != ABANDONED]
+def counted(trials: list[Trial], data_version: int = 0) -> list[Trial]:
+    """The search trials that count against the budget and that strategies see: those on the study's current
+    data version but the lost ones (abandoned, interrupted), whose candidates may be tried again."""
+    return [t for t in trials if t.kind == SEARCH and t.state not in LOST and t.data_version == data_version]
 
 
 class StudyView:
@@ -102,12 +103,13 @@ def next_trial(store: TrialStore, study: str, config: SearchConfig, space, budge
     when the study holds `budget` search trials or the space has no new architecture left."""
     strategy = strategy or create_strategy(config)
     view = study_view(store, study)
+    version = store.data_version(study)  # fixed for a run: one run writes a study at a time (its lock)
     for _ in range(MAX_RACES):
         everything = view.read(store, study)
         if store.reclaim_expired(study, everything):
             everything = view.read(store, study)
         every = [t for t in everything if t.kind == SEARCH]
-        trials = counted(every)
+        trials = counted(every, version)
         if len(trials) >= budget:
             return None
         number = len(every)  # abandoned trials keep their number: a number is never reused
@@ -122,7 +124,7 @@ def next_trial(store: TrialStore, study: str, config: SearchConfig, space, budge
             trial_id = store.reserve(
                 study, number, evaluation, candidate.spec, key, parent_id=candidate.parent_id,
                 mutation=candidate.mutation, seed=seed * SEED_STEP + number, teacher_id=teacher.get("teacher_id"),
-                distillation=teacher.get("distillation"), lease_seconds=lease_seconds)
+                distillation=teacher.get("distillation"), lease_seconds=lease_seconds, data_version=version)
         except ReservationConflict:
             continue
         return store.get(trial_id)
@@ -139,15 +141,20 @@ def open_search(store: TrialStore, study: str, config: SearchConfig, transform_d
     from modelsearch.export import read_schema
     from modelsearch.space import SearchSpace
 
-    space = SearchSpace(config, read_schema(transform_dir)["input_shape"])
+    from modelsearch.data_versions import register
+
+    schema = read_schema(transform_dir)
+    space = SearchSpace(config, schema["input_shape"])
+    version = register(store, study, schema)
     reclaimed = store.reclaim_expired(study)
-    held = counted(store.trials(study))
+    held = counted(store.trials(study), version)
     if propose_one(create_strategy(config), held, space, 0, len(held)) is None and len(held) < budget:
         print(f"[modelsearch] the search space of study {study} has no new architecture left",
               file=sys.stderr, flush=True)
     plan = {"study": study, "budget": budget, "trainers": trainers, "held": len(held),
-            "to_train": max(0, budget - len(held)), "reclaimed": reclaimed}
-    print(f"[modelsearch] study {study}: {len(held)} of {budget} search trials held, {plan['to_train']} to train "
+            "to_train": max(0, budget - len(held)), "reclaimed": reclaimed, "data_version": version}
+    print(f"[modelsearch] study {study}" + (f" (data version {version})" if version else "")
+          + f": {len(held)} of {budget} search trials held, {plan['to_train']} to train "
           f"by {trainers} trainer{'s' if trainers > 1 else ''}"
           + (f"; reclaimed lost trials {reclaimed}" if reclaimed else ""), file=sys.stderr, flush=True)
     return plan

@@ -131,7 +131,7 @@ def _serve(connection, trial_store, examples_dir: str, transform_dir: str, confi
            threads: int) -> None:
     """The worker process: a trial-store connection of its own (none is shared across a fork), then the
     trials it is handed, answering each with its peak memory, until it is told to stop."""
-    _die_with_parent()
+    die_with_parent()
     import keras
     import tensorflow as tf
 
@@ -141,18 +141,24 @@ def _serve(connection, trial_store, examples_dir: str, transform_dir: str, confi
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     store = TrialStore(trial_store)
-    while (job := connection.recv()) is not None:
-        trial_id, model_dir = job
-        run_trial(store.get(trial_id), examples_dir, transform_dir, store, config, model_dir)
-        keras.backend.clear_session()  # a fresh process's layer names and graph for the next trial
-        gc.collect()
+    try:
+        while (job := connection.recv()) is not None:
+            trial_id, model_dir = job
+            run_trial(store.get(trial_id), examples_dir, transform_dir, store, config, model_dir)
+            keras.backend.clear_session()  # a fresh process's layer names and graph for the next trial
+            gc.collect()
+            sys.stderr.flush()
+            connection.send(peak_rss_mb())
+    except KeyboardInterrupt:  # Ctrl-C: run_trial recorded the trial as interrupted; end without a traceback
         sys.stderr.flush()
-        connection.send(peak_rss_mb())
+        os._exit(130)
 
 
-def _die_with_parent() -> None:
-    """A trial does not outlive its trainer (Linux): a killed trainer's trial is reclaimed by its lease, and
-    must not also finish behind the back of the trainer that trains it again."""
+def die_with_parent() -> None:
+    """This process does not outlive its parent (Linux). A trial worker dies with its trainer: a killed
+    trainer's trial is reclaimed by its lease, and must not also finish behind the back of the trainer that
+    trains it again. A pipeline node dies with the forkserver it was forked from, which ends with the run:
+    a killed run leaves no trainer training on."""
     try:
         import ctypes
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

@@ -7,6 +7,8 @@ decisions (modelsearch/exploit.py).
 """
 from __future__ import annotations
 
+import math
+import os
 import resource
 import sys
 import time
@@ -15,7 +17,14 @@ import traceback
 from modelsearch import data
 from modelsearch.config import SearchConfig
 from modelsearch.export import build_compiled, load_trial_model, read_schema, save_trial_model
-from modelsearch.trialstore import COMPLETED, SEARCH, Trial, TrialStore
+from modelsearch.trialstore import COMPLETED, DIVERGED, FAILED, INTERRUPTED, SEARCH, Trial, TrialStore
+
+TENSORBOARD_DIR = "tensorboard"  # under a trial's model directory: its TensorBoard logs
+
+
+class Diverged(Exception):
+    """The trial's loss or a metric became NaN or infinite: a result of its candidate (e.g. a learning rate
+    too high), recorded as such, never as a number."""
 
 
 def evaluate(model, dataset, prefix: str) -> dict:
@@ -48,18 +57,80 @@ def start_and_run(candidate: dict, examples_dir: str, transform_dir: str, store:
 
 def run_trial(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore, config: SearchConfig,
               model_dir: str, warm_start: bool = True) -> Trial:
-    """Trains a recorded running trial and records its end (completed, or failed with the reason)."""
+    """Trains a recorded running trial and records its end: completed, or failed, diverged or interrupted with
+    the reason. Whatever ends a trial early (an exception, a custom block's sys.exit, Ctrl-C) is recorded, and a
+    trial that did not complete keeps no model files."""
     started = time.time()
     try:
         metrics, num_params, inherited = train(trial, examples_dir, transform_dir, store, config, model_dir,
                                                warm_start)
         store.complete_trial(trial.trial_id, metrics, num_params, inherited, model_dir, time.time() - started,
                              peak_rss_mb())
-    except Exception:  # a failed candidate is a result of the search, not a crash of the pipeline
-        store.fail_trial(trial.trial_id, traceback.format_exc())
+    except KeyboardInterrupt:  # Ctrl-C or the run stopping: the candidate may be tried again
+        _discard(model_dir)
+        store.fail_trial(trial.trial_id, "interrupted: the run was stopped while the trial trained", INTERRUPTED)
+        raise
+    except BaseException as e:  # a failed candidate is a result of the search, not a crash of the pipeline
+        _discard(model_dir)
+        state, reason = failure(e)
+        store.fail_trial(trial.trial_id, reason, state)
     trial = store.get(trial.trial_id)
     print(progress_line(trial, time.time() - started), file=sys.stderr, flush=True)
     return trial
+
+
+def failure(e: BaseException) -> tuple[str, str]:
+    """(state, reason) for what ended a trial."""
+    if isinstance(e, Diverged):
+        return DIVERGED, f"diverged: {e}"
+    if isinstance(e, SystemExit):
+        return FAILED, (f"the trial's code called sys.exit({e.code!r}) (a custom block?):\n"
+                        + "".join(traceback.format_tb(e.__traceback__)))
+    return FAILED, traceback.format_exc()
+
+
+def _discard(model_dir: str) -> None:
+    """Removes what a trial that did not complete wrote (its model files), local or gs://."""
+    import tensorflow as tf
+
+    try:
+        if tf.io.gfile.exists(model_dir):
+            tf.io.gfile.rmtree(model_dir)
+    except tf.errors.OpError:  # leftovers are harmless: no trial points at them
+        pass
+
+
+def curve_recorder(store: TrialStore, trial_id: int):
+    """A Keras callback that records the learning curve in the trial store after every epoch (the progress
+    display and the report read a running trial's epochs there) and stops a trial whose loss or metrics are
+    no longer finite, saying where. Checked per epoch, not per batch as keras.callbacks.TerminateOnNaN does:
+    reading the loss every batch would wait for every step."""
+    import keras
+
+    class CurveRecorder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.curve, self.diverged = [], None
+
+        def on_epoch_end(self, epoch, logs=None):
+            entry = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+            if self.diverged is None:
+                bad = [k for k, v in entry.items() if not math.isfinite(v)]
+                if bad:
+                    self.diverged = f"{bad[0]} became {entry[bad[0]]} in epoch {epoch + 1}"
+                    self.model.stop_training = True
+            # A NaN never reaches the store (MLMD's SQLite cannot take it as a number): in the curve it is null.
+            self.curve.append({k: (v if math.isfinite(v) else None) for k, v in entry.items()})
+            store.record_curve(trial_id, self.curve)
+
+    return CurveRecorder()
+
+
+def check_finite(metrics: dict) -> None:
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    if bad:
+        name = next(iter(bad))
+        raise Diverged(f"{name} is {bad[name]} after training")
 
 
 def train(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore, config: SearchConfig,
@@ -89,8 +160,12 @@ def train(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore
         monitor = "val_label_loss"  # stop on the true labels, not on agreement with the teacher
     stop = keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=config.patience,
                                          restore_best_weights=True)
-    history = model.fit(train_data, validation_data=fit_val, epochs=config.max_epochs, callbacks=[stop],
-                        shuffle=False, verbose=0)  # the dataset shuffles itself
+    recorder = curve_recorder(store, trial.trial_id)
+    board = keras.callbacks.TensorBoard(os.path.join(model_dir, TENSORBOARD_DIR), profile_batch=0)
+    history = model.fit(train_data, validation_data=fit_val, epochs=config.max_epochs,
+                        callbacks=[recorder, stop, board], shuffle=False, verbose=0)  # the dataset shuffles itself
+    if recorder.diverged:
+        raise Diverged(recorder.diverged + _hint(spec))
     if trial.teacher_id is not None:
         import blocks
         blocks.compile_model(model, spec, task)  # plain loss and metrics for evaluation
@@ -107,8 +182,16 @@ def train(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore
     metrics.update(evaluate(model, test_data, "test"))
     metrics["objective"] = objective(metrics, task)
     metrics["epochs"] = len(history.history["loss"])
+    check_finite(metrics)
     save_trial_model(model, spec, transform_dir, schema, model_dir)
     return metrics, model.count_params(), inherited
+
+
+def _hint(spec: dict) -> str:
+    knobs = spec.get("knobs", {})
+    if "learning_rate" in knobs:
+        return f" (learning rate {knobs['learning_rate']} with {knobs.get('optimizer', 'its optimizer')}: too high?)"
+    return ""
 
 
 def progress_line(trial: Trial, seconds: float) -> str:

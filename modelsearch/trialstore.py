@@ -23,12 +23,19 @@ TRIAL_TYPE = "modelsearch.Trial"
 MODEL_TYPE = "modelsearch.TrialModel"
 
 RUNNING, COMPLETED, FAILED, ABANDONED = "running", "completed", "failed", "abandoned"
-# A trial whose trainer stopped renewing its lease (killed, out of memory, machine lost) is ABANDONED: it is
-# neither evidence nor taken, does not count against the budget, and its candidate may be proposed again.
+# A trial whose trainer stopped renewing its lease (killed, out of memory, machine lost) is ABANDONED; one that
+# the run training it left behind (Ctrl-C, SIGTERM, or killed and found by the next run, which holds the study's
+# lock) is INTERRUPTED. Both are LOST: neither evidence nor taken, not counted against the budget, and their
+# candidate may be proposed again. A DIVERGED trial (NaN or infinite loss) is a failure of its candidate.
+INTERRUPTED, DIVERGED = "interrupted", "diverged"
+LOST = (ABANDONED, INTERRUPTED)
 # What a trial is: a search candidate, a replica of the best (other seed), an ensemble, a distilled student.
 SEARCH, REPLICA, ENSEMBLE, STUDENT = "search", "replica", "ensemble", "student"
 DECISION_TYPE = "modelsearch.Decision"
 RESERVATION_TYPE = "modelsearch.Reservation"
+LOCK_TYPE = "modelsearch.StudyLock"
+DATA_TYPE = "modelsearch.DataVersion"
+LOCK_SECONDS = 60.0  # a study lock not renewed for this long was held by a run that died
 LEASE_SECONDS = 120.0  # a running trial whose lease is older than this was lost (see heartbeat())
 _METRIC_PREFIX = "metric."
 
@@ -59,6 +66,8 @@ class Trial:
     worker: str = ""           # host:pid of the trainer that holds the trial
     lease_expires: float = 0.0  # 0: no lease (a trial recorded in one step, e.g. an ensemble)
     peak_rss_mb: float = 0.0   # the trial process's peak resident memory
+    data_version: int = 0      # the study's data version the trial trained on (see modelsearch/data_versions.py)
+    curve: list = dataclasses.field(default_factory=list)  # per epoch: {"epoch", "loss", "val_loss", ...}
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -85,6 +94,29 @@ def connection_config(config: dict | str) -> mlmd.ConnectionConfig:
     else:
         raise UserError(f"trial store config {config!r} names no backend: use {{\"sqlite\": PATH}} or {{\"mysql\": {{...}}}}")
     return result
+
+
+class StudyLocked(UserError):
+    """Another run holds the study's lock."""
+
+    def __init__(self, study: str, holder: str, command: str = ""):
+        super().__init__(f"study {study!r} is being searched by another run ({holder}"
+                         + (f": {command}" if command else "") + "); wait for it to finish, or pass another "
+                         "--output-dir or --study NAME to search separately")
+
+
+def _may_be_alive(holder: str) -> bool:
+    """Whether the process named host:pid may still run: only a process of this machine can be checked."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 class ReservationConflict(Exception):
@@ -131,13 +163,20 @@ class TrialStore:
              "num_params": mlmd.INT, "num_inherited": mlmd.INT, "model_uri": mlmd.STRING,
              "started": mlmd.DOUBLE, "finished": mlmd.DOUBLE, "train_seconds": mlmd.DOUBLE, "error": mlmd.STRING,
              "kind": mlmd.STRING, "distillation": mlmd.STRING, "worker": mlmd.STRING,
-             "lease_expires": mlmd.DOUBLE, "peak_rss_mb": mlmd.DOUBLE})
+             "lease_expires": mlmd.DOUBLE, "peak_rss_mb": mlmd.DOUBLE, "data_version": mlmd.INT,
+             "curve": mlmd.STRING})
         self._decision_type = self._put_type(mlmd.ExecutionType, self._store.put_execution_type, DECISION_TYPE,
                                              {"study": mlmd.STRING, "name": mlmd.STRING, "details": mlmd.STRING})
         self._model_type = self._put_type(mlmd.ArtifactType, self._store.put_artifact_type, MODEL_TYPE,
                                           {"trial_id": mlmd.INT})
         self._reservation_type = self._put_type(mlmd.ArtifactType, self._store.put_artifact_type,
                                                 RESERVATION_TYPE, {})
+        self._lock_type = self._put_type(mlmd.ExecutionType, self._store.put_execution_type, LOCK_TYPE,
+                                         {"study": mlmd.STRING, "holder": mlmd.STRING, "expires": mlmd.DOUBLE,
+                                          "released": mlmd.INT, "command": mlmd.STRING})
+        self._data_type = self._put_type(mlmd.ExecutionType, self._store.put_execution_type, DATA_TYPE,
+                                         {"study": mlmd.STRING, "version": mlmd.INT, "fingerprint": mlmd.STRING,
+                                          "signature": mlmd.STRING})
         self._contexts = {}
 
     @staticmethod
@@ -161,7 +200,7 @@ class TrialStore:
         return context
 
     def _new_trial(self, study: str, spec: dict, parent_id, mutation: str, seed: int, teacher_id, kind: str,
-                   distillation: dict | None, lease_seconds: float | None) -> mlmd.Execution:
+                   distillation: dict | None, lease_seconds: float | None, data_version: int = 0) -> mlmd.Execution:
         execution = mlmd.Execution(type_id=self._trial_type, last_known_state=mlmd.Execution.RUNNING)
         props = execution.properties
         props["study"].string_value = study
@@ -173,6 +212,7 @@ class TrialStore:
         props["kind"].string_value = kind
         props["distillation"].string_value = json.dumps(distillation or {}, sort_keys=True)
         props["worker"].string_value = worker_name()
+        props["data_version"].int_value = data_version
         if lease_seconds:
             props["lease_expires"].double_value = time.time() + lease_seconds
         if parent_id is not None:
@@ -193,19 +233,20 @@ class TrialStore:
     def start_trial(self, study: str, spec: dict, parent_id: int | None = None, mutation: str = "",
                     seed: int = 0, teacher_id: int | None = None, kind: str = SEARCH,
                     distillation: dict | None = None, input_ids: tuple = (),
-                    lease_seconds: float | None = None) -> int:
+                    lease_seconds: float | None = None, data_version: int | None = None) -> int:
         """Records a running trial of the exploit phase (no budget, no reservation) and returns its id
         (MLMD's execution id: unique across trainers). The models of the parent, the teacher and
         `input_ids` (an ensemble's members) become the trial's MLMD inputs."""
         execution = self._new_trial(study, spec, parent_id, mutation, seed, teacher_id, kind, distillation,
-                                    lease_seconds)
+                                    lease_seconds, self._version(study, data_version))
         events = self._input_events(parent_id, teacher_id, *input_ids)
         trial_id, _, _ = _retrying(self._store.put_execution, execution, events, [self._study_context(study)])
         return trial_id
 
     def reserve(self, study: str, number: int, evaluation: int, spec: dict, key: str, parent_id: int | None = None,
                 mutation: str = "", seed: int = 0, teacher_id: int | None = None,
-                distillation: dict | None = None, lease_seconds: float = LEASE_SECONDS) -> int:
+                distillation: dict | None = None, lease_seconds: float = LEASE_SECONDS,
+                data_version: int | None = None) -> int:
         """Reserves search trial `number` of the study for `spec` (its `evaluation`-th training) and returns
         the running trial's id, or raises ReservationConflict when another trainer took either first.
 
@@ -214,7 +255,7 @@ class TrialStore:
         in one transaction, so of two trainers that read the same study and ask at the same instant, one
         wins and the other writes nothing."""
         execution = self._new_trial(study, spec, parent_id, mutation, seed, teacher_id, SEARCH, distillation,
-                                    lease_seconds)
+                                    lease_seconds, self._version(study, data_version))
         execution.name = f"{study}/search/{number}"
         execution.properties["number"].int_value = number
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -275,12 +316,27 @@ class TrialStore:
         context = self._study_context(props["study"].string_value)
         _retrying(self._store.put_execution, execution, [(model, mlmd.Event(type=mlmd.Event.OUTPUT))], [context])
 
-    def fail_trial(self, trial_id: int, error: str) -> None:
-        self._finish(trial_id, FAILED, error)
+    def fail_trial(self, trial_id: int, error: str, state: str = FAILED) -> None:
+        """Records a trial's end without a model: FAILED, DIVERGED or INTERRUPTED, with the reason."""
+        self._finish(trial_id, state, error)
+
+    def record_curve(self, trial_id: int, curve: list[dict]) -> None:
+        """The running trial's learning curve so far (one entry per epoch); a masked update, like heartbeat."""
+        execution = mlmd.Execution(id=trial_id, type_id=self._trial_type)
+        execution.properties["curve"].string_value = json.dumps(curve)
+        _retrying(self._store.put_executions, [execution], field_mask_paths=["properties.curve"])
+
+    def interrupt_running(self, study: str, reason: str) -> list[int]:
+        """Closes every running trial of the study as INTERRUPTED: called only by the run that holds the study's
+        lock, for which any running trial is a leftover of a run that ended (or of its own, when it stops)."""
+        running = [t.trial_id for t in self.trials(study, (RUNNING,))]
+        for trial_id in running:
+            self._finish(trial_id, INTERRUPTED, reason)
+        return running
 
     def _finish(self, trial_id: int, state: str, error: str) -> None:
         execution = mlmd.Execution(id=trial_id, type_id=self._trial_type,
-                                   last_known_state=mlmd.Execution.FAILED if state == FAILED
+                                   last_known_state=mlmd.Execution.FAILED if state in (FAILED, DIVERGED)
                                    else mlmd.Execution.CANCELED)
         execution.properties["state"].string_value = state
         execution.properties["error"].string_value = error[-2000:]
@@ -323,9 +379,91 @@ class TrialStore:
                        if e.type_id == self._trial_type and e.last_update_time_since_epoch >= since_ms),
                       key=lambda t: t.trial_id)
 
+    def current_trials(self, study: str, states: tuple[str, ...] | None = None) -> list[Trial]:
+        """The study's trials on its current data version: the only ones any comparison may use."""
+        version = self.data_version(study)
+        return [t for t in self.trials(study, states) if t.data_version == version]
+
     def completed(self, study: str, kinds: tuple[str, ...] = (SEARCH,)) -> list[Trial]:
-        """Completed trials of the given kinds (by default the search's own candidates)."""
-        return [t for t in self.trials(study, (COMPLETED,)) if t.kind in kinds]
+        """Completed trials of the given kinds (by default the search's own candidates) on the current data."""
+        return [t for t in self.current_trials(study, (COMPLETED,)) if t.kind in kinds]
+
+    # Data versions: what data each trial trained on (modelsearch/data_versions.py decides when a new one starts).
+    def data_versions(self, study: str) -> list[dict]:
+        """The study's data versions, oldest first: {"version", "fingerprint", "signature", "recorded"}."""
+        versions = [{"version": e.properties["version"].int_value,
+                     "fingerprint": e.properties["fingerprint"].string_value,
+                     "signature": json.loads(e.properties["signature"].string_value),
+                     "recorded": e.create_time_since_epoch / 1000}
+                    for e in self._store.get_executions_by_type(DATA_TYPE)
+                    if e.properties["study"].string_value == study]
+        return sorted(versions, key=lambda v: v["version"])
+
+    def data_version(self, study: str) -> int:
+        """The study's current data version (0 before any is recorded)."""
+        versions = self.data_versions(study)
+        return versions[-1]["version"] if versions else 0
+
+    def _version(self, study: str, data_version: int | None) -> int:
+        return self.data_version(study) if data_version is None else data_version
+
+    def add_data_version(self, study: str, version: int, fingerprint: str, signature: dict) -> bool:
+        """Records data version `version` of the study; False if another process recorded that number first."""
+        execution = mlmd.Execution(type_id=self._data_type, name=f"{study}/data/{version}",
+                                   last_known_state=mlmd.Execution.COMPLETE)
+        execution.properties["study"].string_value = study
+        execution.properties["version"].int_value = version
+        execution.properties["fingerprint"].string_value = fingerprint
+        execution.properties["signature"].string_value = json.dumps(signature, sort_keys=True)
+        from ml_metadata import errors
+        try:
+            _retrying(self._store.put_execution, execution, [], [self._study_context(study)])
+        except errors.AlreadyExistsError:
+            return False
+        return True
+
+    # The study's lock: one run writes a study at a time (a second is refused; a dead holder's lock lapses).
+    def acquire_lock(self, study: str, command: str = "", lock_seconds: float = LOCK_SECONDS) -> int:
+        """Takes the study's lock for this process and returns its id, or raises StudyLocked naming the holder.
+
+        Each taking is a new execution named after its generation, so of two runs that find the lock free at
+        the same instant, MLMD's unique names let one win. A lock is free when released, when its holder
+        stopped renewing it for `lock_seconds`, or when its holder was a process of this machine that is gone
+        (a killed run: its successor need not wait for the lapse)."""
+        from ml_metadata import errors
+        locks = sorted((e for e in self._store.get_executions_by_type(LOCK_TYPE)
+                        if e.properties["study"].string_value == study), key=lambda e: e.id)
+        generation = len(locks)
+        if locks:
+            last = locks[-1].properties
+            holder = last["holder"].string_value
+            if (not last["released"].int_value and last["expires"].double_value > time.time()
+                    and _may_be_alive(holder)):
+                raise StudyLocked(study, holder, last["command"].string_value)
+        execution = mlmd.Execution(type_id=self._lock_type, name=f"{study}/lock/{generation}",
+                                   last_known_state=mlmd.Execution.RUNNING)
+        props = execution.properties
+        props["study"].string_value = study
+        props["holder"].string_value = worker_name()
+        props["expires"].double_value = time.time() + lock_seconds
+        props["released"].int_value = 0
+        props["command"].string_value = command
+        try:
+            lock_id, _, _ = _retrying(self._store.put_execution, execution, [], [self._study_context(study)])
+        except errors.AlreadyExistsError:
+            raise StudyLocked(study, "another run that started at the same moment", command) from None
+        return lock_id
+
+    def renew_lock(self, lock_id: int, lock_seconds: float = LOCK_SECONDS) -> None:
+        execution = mlmd.Execution(id=lock_id, type_id=self._lock_type)
+        execution.properties["expires"].double_value = time.time() + lock_seconds
+        _retrying(self._store.put_executions, [execution], field_mask_paths=["properties.expires"])
+
+    def release_lock(self, lock_id: int) -> None:
+        execution = mlmd.Execution(id=lock_id, type_id=self._lock_type, last_known_state=mlmd.Execution.COMPLETE)
+        execution.properties["released"].int_value = 1
+        _retrying(self._store.put_executions, [execution],
+                  field_mask_paths=["last_known_state", "properties.released"])
 
     def input_ids(self, trial_id: int) -> list[int]:
         """The trials whose models this trial took as inputs (parent, teacher, ensemble members)."""
@@ -382,4 +520,6 @@ def _to_trial(execution: mlmd.Execution) -> Trial:
         worker=props["worker"].string_value,
         lease_expires=props["lease_expires"].double_value,
         peak_rss_mb=props["peak_rss_mb"].double_value,
+        data_version=props["data_version"].int_value,
+        curve=json.loads(props["curve"].string_value) if "curve" in props else [],
     )

@@ -5,9 +5,12 @@ Heavy imports (TensorFlow, TFX) happen inside the commands so `--help` stays fas
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
+import signal
 import sys
+import tempfile
+import time
 
 # protobuf: the console script keeps its fast C implementation, upb (the pure-Python one, once our workaround,
 # cost about a fifth of a run: BENCHMARKS.md, "Overhead"). upb has segfaulted in the interpreter's teardown
@@ -16,16 +19,20 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from modelsearch.errors import UserError  # noqa: E402  (light: no TensorFlow)
-from pipelines import options  # noqa: E402  (light too)
+from pipelines import console, options, trial_commands  # noqa: E402  (light too)
 
 DEMO_NAMES = ("digits", "digits-images", "mnist1d")  # pipelines.demo_data.DEMOS, without importing it
 
 STUDY_FILE = "study.json"
+LOG_FILE = "modelsearch.log"  # every line of every run, TensorFlow's noise included
 
 
 def _output_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", required=True,
                         help="where the trial store, models and summary.json go; run again to continue the study")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's, absl's and Python's logs and warnings (always kept in "
+                             "OUTPUT_DIR/modelsearch.log)")
     parser.add_argument("--pipeline-root", metavar="DIR",
                         help="where the pipeline's artifacts go (transformed data, models): a local folder or "
                              "gs://bucket/path (default OUTPUT_DIR/pipeline); the trial store stays in --output-dir")
@@ -46,23 +53,81 @@ def make_parser() -> argparse.ArgumentParser:
                            "files in class folders; mnist1d: procedural 1-D digits, sequences of 40 steps")
     _output_dir(demo)
     options.add_search_options(demo)
+    trial_commands.add_commands(commands)  # trials, show, report: what a study holds, for people
     return parser
 
 
-def _check_study(output_dir: str, study_info: dict) -> None:
-    """A study continues only on the same data, label and input shape: anything else needs its own output
-    directory."""
-    path = os.path.join(output_dir, STUDY_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            recorded = json.load(f)
-        for key in ("data", "label", "input_shape"):
-            if key in recorded and recorded[key] != study_info[key]:
-                raise UserError(f"{output_dir} holds a study on {key} {recorded.get(key)!r}, not "
-                                f"{study_info[key]!r}; pass another --output-dir to start a new study")
-    os.makedirs(output_dir, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(study_info, f, indent=1)
+def check_output_dir(output_dir: str) -> None:
+    """The output directory is a writable directory, or can be made as one: checked before any work, and
+    without making it (a run refused for bad input leaves nothing behind)."""
+    path = os.path.abspath(output_dir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"--output-dir {output_dir} is a file; pass a directory (it holds the trial store and "
+                        "the summary)")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"--output-dir {output_dir} cannot be made: {existing} is a file; pass a directory")
+    try:  # os.access trusts the mode bits, which root passes anywhere (even in /proc): make and remove a folder
+        os.rmdir(tempfile.mkdtemp(prefix=".modelsearch-check-", dir=existing))
+    except OSError as e:
+        raise UserError(f"--output-dir {output_dir} is not writable ({existing}: {e.strerror}); pass a directory "
+                        "you can write") from None
+
+
+def _open_store(config: dict):
+    from modelsearch.trialstore import TrialStore
+    try:
+        return TrialStore(config)
+    except UserError:
+        raise
+    except Exception as e:  # MLMD's errors: a damaged or foreign file where the trial store should be
+        why = first_line(e).split(" query: ")[0]  # MLMD appends the whole SQL statement
+        raise UserError(f"the trial store {config.get('sqlite', config)} cannot be opened ({why}); it is damaged or "
+                        "not a trial store: move it away to start a new study, or pass another --output-dir") from None
+
+
+def first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+RESUME = "run the same command again to resume"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stops the run as Ctrl-C does (every trial recorded, the lock released), then exits 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def study_lock(store_config: dict, study: str, command: str):
+    """Holds the study's lock for the run (modelsearch/trialstore.py, acquire_lock), renewed by a thread with
+    its own connection (an MLMD store is not shared across threads), released at the end, even on Ctrl-C."""
+    import threading
+
+    from modelsearch.trialstore import LOCK_SECONDS, TrialStore
+
+    lock_id = _open_store(store_config).acquire_lock(study, command)
+    stop = threading.Event()
+
+    def renew():
+        store = TrialStore(store_config)
+        while not stop.wait(LOCK_SECONDS / 4):
+            store.renew_lock(lock_id)
+
+    renewer = threading.Thread(target=renew, name="study-lock", daemon=True)
+    renewer.start()
+    try:
+        yield lock_id
+    finally:
+        stop.set()
+        renewer.join()
+        TrialStore(store_config).release_lock(lock_id)
 
 
 def search(args, data_path: str, label: str | None, problem_type: str | None, input_kind: str | None = None,
@@ -72,42 +137,111 @@ def search(args, data_path: str, label: str | None, problem_type: str | None, in
     from pipelines import local_runner, node_server
 
     defaults = defaults or {}
+    check_output_dir(args.output_dir)
     # First: the pipeline's nodes import TensorFlow and TFX there while this process reads the configuration
     # and the data (through tf.io.gfile, so it imports TensorFlow too).
     node_server.start()
     print(f"[modelsearch] loading TensorFlow and TFX ...", file=sys.stderr, flush=True)
     config = options.search_config(args, defaults.get("search"))
+    print(f"[modelsearch] reading {data_path} ...", file=sys.stderr, flush=True)
     schema = infer_schema(data_path, label, problem_type, input_kind, input_shape)
     label = schema["label"]
+    for note in schema.get("notes", []):
+        print(f"[modelsearch] {note}", file=sys.stderr, flush=True)
     trainers = config.trainers or local_runner.default_trainers()
     args.push_destination = options.local_push_destination(args.push_destination)
     _quiet_logs()
     from modelsearch.space import SearchSpace
     SearchSpace(config, schema["input_shape"])  # unknown or unfit blocks fail here, before any work
-    _check_study(args.output_dir, {"study": args.study, "data": local_runner.absolute(data_path), "label": label,
-                                   "input_shape": schema["input_shape"]})
 
-    from modelsearch.trialstore import TrialStore
-    from pipelines.summary import write_summary
+    where = local_runner.paths(args.output_dir, args.pipeline_root or "")
+    store_config = where["trial_store"]
+    _open_store(store_config)  # a damaged trial store is refused before anything is written beside it
+    console.open_log(os.path.join(args.output_dir, LOG_FILE))  # the input is good: the output dir is wanted
+    progress = console.Progress(store_config, args.study, config.trials, trainers)
+    progress.stage = "starting"
+    progress.start(since=getattr(args, "started", None))
+    try:
+        summary = _search_locked(args, data_path, label, problem_type, input_kind, input_shape, config, schema,
+                                 trainers, where, progress)
+    finally:
+        progress.stop()  # before the last lines, which a status line must not cut
+    store = _open_store(store_config)
+    _report(summary, args.output_dir)
+    if not summary["trials_completed"]:
+        raise NothingCompleted(_why_nothing(store, args.study, args.output_dir))
+    return summary
 
-    task = schema["task"]
-    if schema.get("ignored_features"):
-        print(f"[modelsearch] ignoring features {', '.join(schema['ignored_features'])} (the input is "
-              f"{schema['columns'][0]['name']!r})", file=sys.stderr)
-    print(f"[modelsearch] {task['type']} of {label!r} ({task.get('num_classes', '')} classes) on "
-          f"{schema['kind']} inputs of shape {schema['input_shape']}: a budget of {config.trials} search trials, "
-          f"{trainers} trainer{'s' if trainers > 1 else ''} at once, strategy {config.strategy}", file=sys.stderr, flush=True)
-    store_config = local_runner.run(
-        args.output_dir, data_path, label, args.study, config, config.trials, trainers, seed=args.seed,
-        problem_type=problem_type or "", push_destination=args.push_destination or "",
-        input_kind=input_kind or "", input_shape=input_shape or "", beam_pipeline_args=args.beam_args,
-        pipeline_root=args.pipeline_root or "")
-    pushed_to = local_runner.last_push(args.output_dir) if args.push_destination else None
-    summary = write_summary(TrialStore(store_config), args.study, args.output_dir, pushed_to,
-                            args.push_destination or "")
+
+def _search_locked(args, data_path, label, problem_type, input_kind, input_shape, config, schema, trainers,
+                   where, progress) -> dict:
+    """The search while holding the study's lock: leftovers closed, the data checked and versioned, the pipeline
+    run; a stop (Ctrl-C, SIGTERM) records the running trials as interrupted and says how to resume."""
+    from modelsearch import data_versions
+    from pipelines import local_runner
+    from pipelines.summary import write_json_atomically, write_summary
+
+    store_config = where["trial_store"]
+    with study_lock(store_config, args.study, " ".join(["modelsearch", *sys.argv[1:]])):
+        store = _open_store(store_config)
+        data_versions.check(store, args.study, schema)  # a changed schema is refused before anything runs
+        left = store.interrupt_running(args.study, "interrupted: the run that trained it ended (killed or "
+                                                   "stopped) before the trial finished")
+        if left:
+            print(f"[modelsearch] closed trials {left}, left running by an earlier run that ended; their "
+                  "candidates may be tried again", file=sys.stderr, flush=True)
+        fingerprint = data_versions.fingerprint(data_path)
+        write_json_atomically(os.path.join(args.output_dir, STUDY_FILE), {
+            "study": args.study, "data": local_runner.absolute(data_path), "label": label,
+            "input_shape": schema["input_shape"], "data_fingerprint": fingerprint,
+            "signature": data_versions.signature(schema)})
+        task = schema["task"]
+        if schema.get("ignored_features"):
+            print(f"[modelsearch] ignoring features {', '.join(schema['ignored_features'])} (the input is "
+                  f"{schema['columns'][0]['name']!r})", file=sys.stderr)
+        print(f"[modelsearch] {task['type']} of {label!r} ({task.get('num_classes', '')} classes) on "
+              f"{schema['kind']} inputs of shape {schema['input_shape']}: a budget of {config.trials} search trials, "
+              f"{trainers} trainer{'s' if trainers > 1 else ''} at once, strategy {config.strategy}", file=sys.stderr, flush=True)
+        try:
+            local_runner.run(
+                args.output_dir, data_path, label, args.study, config, config.trials, trainers, seed=args.seed,
+                problem_type=problem_type or "", push_destination=args.push_destination or "",
+                input_kind=input_kind or "", input_shape=input_shape or "", beam_pipeline_args=args.beam_args,
+                pipeline_root=args.pipeline_root or "", data_fingerprint=fingerprint, trial_store=store_config,
+                on_node_start=lambda node: setattr(progress, "stage", console.node_stage(node)))
+        except KeyboardInterrupt as e:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the bookkeeping short
+            stopped = store.interrupt_running(args.study, "interrupted: the run was stopped (Ctrl-C or SIGTERM) "
+                                                          "while the trial trained")
+            write_summary(store, args.study, args.output_dir)
+            print(f"[modelsearch] stopped" + (f"; trials {stopped} recorded as interrupted" if stopped else "")
+                  + f"; every finished trial is kept: {RESUME}", file=sys.stderr, flush=True)
+            e.reported = True
+            raise
+        pushed_to = local_runner.last_push(args.output_dir) if args.push_destination else None
+        return write_summary(store, args.study, args.output_dir, pushed_to, args.push_destination or "")
+
+
+class NothingCompleted(UserError):
+    """No search trial completed: the run has no model to show (exit 1)."""
+    exit_code = 1
+
+
+def _why_nothing(store, study: str, output_dir: str) -> str:
+    from modelsearch.trialstore import SEARCH
+    ended = [t for t in store.current_trials(study) if t.kind == SEARCH and t.error]
+    last = ended[-1].error.strip().splitlines()[-1] if ended else "no trial ran"
+    return (f"no search trial completed ({len(ended)} ended without a model; the last: {last}); see "
+            f"`modelsearch trials --output-dir {output_dir}`")
+
+
+def _report(summary: dict, output_dir: str) -> None:
+    """The run's last lines: counts, the best trial, the ensemble and student, the push."""
     best = summary["best"]
-    print(f"[modelsearch] {summary['trials_completed']} trials completed, {summary['trials_failed']} failed; "
-          f"summary in {os.path.join(args.output_dir, 'summary.json')}", file=sys.stderr)
+    lost = {k: summary[f"trials_{k}"] for k in ("diverged", "interrupted", "abandoned") if summary[f"trials_{k}"]}
+    print(f"[modelsearch] {summary['trials_completed']} trials completed, {summary['trials_failed']} failed"
+          + "".join(f", {n} {k}" for k, n in lost.items())
+          + f"; summary in {os.path.join(output_dir, 'summary.json')}", file=sys.stderr)
     if best:
         shown = {k: round(v, 4) for k, v in best["metrics"].items() if k.startswith(("test_", "val_"))}
         print(f"[modelsearch] best: trial {best['trial_id']} {shown} params={best['num_params']:,} "
@@ -120,7 +254,6 @@ def search(args, data_path: str, label: str | None, problem_type: str | None, in
     push = summary["push"]
     print(f"[modelsearch] push: {'pushed to ' + push['version_path'] if push['pushed'] else 'not pushed'} "
           f"({push['reason']})", file=sys.stderr)
-    return summary
 
 
 def _quiet_logs() -> None:
@@ -133,10 +266,31 @@ def _quiet_logs() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM stops a run as Ctrl-C does (then exit 143)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
+    started = time.time()
     args = make_parser().parse_args(options.join_beam_args(sys.argv[1:] if argv is None else argv))
+    if args.command in trial_commands.COMMANDS:
+        return _guarded(args)
+    args.started = started
+    with console.quiet_stderr(args.verbose, None):  # the log opens once the run is under way (search())
+        return _guarded(args)
+
+
+def _guarded(args) -> int:
+    """Runs the command; a user mistake, a stop or the machine's refusal ends it with one line and its code."""
     if args.command == "demo" and not args.push_destination:  # the demo goes all the way to serving
         args.push_destination = os.path.join(args.output_dir, "serving")
     try:
+        if args.command in trial_commands.COMMANDS:
+            return trial_commands.run(args)
+        check_output_dir(args.output_dir)
         if args.command == "demo":
             from pipelines.demo_data import DEMOS, write_demo
             demo = DEMOS[args.dataset]
@@ -147,6 +301,13 @@ def main(argv: list[str] | None = None) -> int:
             search(args, args.data, args.label, args.problem_type, args.input_kind, args.input_shape)
     except UserError as e:
         print(f"modelsearch: error: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except KeyboardInterrupt as e:
+        if not getattr(e, "reported", False):
+            print(f"[modelsearch] stopped before the search began; {RESUME}", file=sys.stderr, flush=True)
+        return 143 if isinstance(e, Terminated) else 130
+    except OSError as e:  # the machine's refusal (disk full, permissions): one line, not a traceback
+        print(f"modelsearch: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
         return 2
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import multiprocessing.connection
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -23,11 +24,17 @@ from tfx.orchestration.portable import launcher, runtime_parameter_utils, tfx_ru
 from tfx.proto.orchestration import pipeline_pb2
 
 from modelsearch.errors import UserError
+from modelsearch.trainer_loop import die_with_parent
 from pipelines.node_server import node_context
 
 
 
 class ConcurrentDagRunner(tfx_runner.IrBasedRunner):
+    def __init__(self, on_node_start=None):
+        """`on_node_start(node_id)`: called as each node starts (the CLI's progress display shows the stage)."""
+        super().__init__()
+        self.on_node_start = on_node_start or (lambda node_id: None)
+
     def run_with_ir(self, pipeline: pipeline_pb2.Pipeline, run_options=None, **kwargs) -> None:
         if run_options is not None:
             raise ValueError("ConcurrentDagRunner runs whole pipelines only (no partial runs)")
@@ -38,11 +45,16 @@ class ConcurrentDagRunner(tfx_runner.IrBasedRunner):
         waiting = {node_id: set(node.upstream_nodes) for node_id, node in nodes.items()
                    if not node.execution_options.HasField("skip")}
         done, running = {node_id for node_id in nodes if node_id not in waiting}, {}
+        # The nodes' lifeline: they hold its read end, only this process its write end. The forkserver does not
+        # end while nodes live (each holds its liveness pipe), so a killed runner would leave them training on:
+        # the read end's EOF tells them the runner is gone, and they end (their trial workers with them).
+        lifeline, held = node_context().Pipe(duplex=False)
         try:
             while waiting or running:
                 for node_id in [n for n, upstream in waiting.items() if upstream <= done]:
                     del waiting[node_id]
-                    node = _NodeProcess(serialized, node_id)
+                    self.on_node_start(node_id)
+                    node = _NodeProcess(serialized, node_id, lifeline)
                     running[node.process.sentinel] = node
                 if not running:
                     raise RuntimeError(f"nodes {sorted(waiting)} wait for nodes that never run")
@@ -54,17 +66,19 @@ class ConcurrentDagRunner(tfx_runner.IrBasedRunner):
             for node in running.values():  # a failed node (or Ctrl-C) stops the others
                 node.process.kill()
                 node.process.join()
+            lifeline.close()
+            held.close()
 
 
 class _NodeProcess:
     """One node launched in a forkserver child; its output is copied here line by line."""
 
-    def __init__(self, serialized: bytes, node_id: str):
+    def __init__(self, serialized: bytes, node_id: str, lifeline):
         context = node_context()
         self.node_id = node_id
         self.report, report_end = context.Pipe(duplex=False)
         output, output_end = context.Pipe(duplex=False)
-        self.process = context.Process(target=_launch, args=(serialized, node_id, report_end, output_end),
+        self.process = context.Process(target=_launch, args=(serialized, node_id, report_end, output_end, lifeline),
                                        name=node_id)
         self.process.start()
         report_end.close()
@@ -77,6 +91,15 @@ class _NodeProcess:
         self.process.join()
         self.copier.join(timeout=10)
         _raise_failure(self.node_id, self.process.exitcode, self.report)
+
+
+def _end_with_runner(lifeline) -> None:
+    """Waits for the lifeline's EOF (the runner is gone: killed, or ended) and ends this node at once."""
+    try:
+        lifeline.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _raise_failure(node_id: str, exitcode: int, receive) -> None:
@@ -114,9 +137,11 @@ def _read(fd: int) -> bytes:
         return b""
 
 
-def _launch(serialized: bytes, node_id: str, send, output) -> None:
-    """In the node's own process: print to the runner (whatever the forkserver's stderr is), launch the node
-    as LocalDagRunner does, and report a failure to the parent."""
+def _launch(serialized: bytes, node_id: str, send, output, lifeline) -> None:
+    """In the node's own process: end with the runner, print to the runner (whatever the forkserver's stderr
+    is), launch the node as LocalDagRunner does, and report a failure to the parent."""
+    die_with_parent()
+    threading.Thread(target=_end_with_runner, args=(lifeline,), name="lifeline", daemon=True).start()
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(output.fileno(), 1)
@@ -136,6 +161,8 @@ def _launch(serialized: bytes, node_id: str, send, output) -> None:
     except UserError as e:
         send.send(("user", str(e)))
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the run: the runner says what happened
+        sys.exit(130)
     except BaseException:
         send.send(("bug", traceback.format_exc()))
         sys.exit(1)

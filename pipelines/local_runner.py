@@ -7,6 +7,7 @@ import os
 import uuid
 
 from modelsearch.config import SearchConfig
+from modelsearch.data_versions import fingerprint
 from pipelines.options import URI
 
 PIPELINE_NAME = "modelsearch"
@@ -24,22 +25,6 @@ def paths(output_dir: str, pipeline_root: str = "") -> dict:
             "trial_store": {"sqlite": os.path.join(output_dir, "trials.sqlite")}}
 
 
-def fingerprint(data_path: str) -> str:
-    """Size and newest mtime of the data (a file, or every file under a folder; local or gs://): the cache key
-    of Preprocess."""
-    from tensorflow.io import gfile
-
-    if not gfile.isdir(data_path):
-        stat = gfile.stat(data_path)
-        return f"{stat.length}:{stat.mtime_nsec}"
-    count = size = newest = 0
-    for folder, _, files in gfile.walk(data_path):
-        for name in files:
-            stat = gfile.stat(os.path.join(folder, name))
-            count, size, newest = count + 1, size + stat.length, max(newest, stat.mtime_nsec)
-    return f"{count}:{size}:{newest}"
-
-
 def default_trainers() -> int:
     """K when not given: one trainer per core, at most 4 (each trial also uses its share of the cores)."""
     return max(1, min(os.cpu_count() or 1, 4))
@@ -48,9 +33,12 @@ def default_trainers() -> int:
 def run(output_dir: str, data_path: str, label: str, study: str, search_config: SearchConfig, trials: int,
         trainers: int, seed: int = 0, problem_type: str = "", trial_store: dict | None = None,
         push_destination: str = "", input_kind: str = "", input_shape: str = "",
-        beam_pipeline_args: list | None = None, pipeline_root: str = "") -> dict:
+        beam_pipeline_args: list | None = None, pipeline_root: str = "", data_fingerprint: str = "",
+        on_node_start=None) -> dict:
     """Runs the search; returns the trial-store config the trials were written to. `pipeline_root`: where the
-    artifacts go (default OUTPUT_DIR/pipeline; gs:// works)."""
+    artifacts go (default OUTPUT_DIR/pipeline; gs:// works). `data_fingerprint`: the data's content digest
+    (modelsearch/data_versions.py), if the caller has it; Preprocess reruns when it changes. `on_node_start`:
+    called with each node's id as it starts."""
     from tfx.orchestration import metadata
 
     from pipelines.concurrent_dag_runner import ConcurrentDagRunner
@@ -58,12 +46,12 @@ def run(output_dir: str, data_path: str, label: str, study: str, search_config: 
 
     where = paths(output_dir, pipeline_root)
     trial_store = trial_store or where["trial_store"]
-    ConcurrentDagRunner().run(create_pipeline(
+    ConcurrentDagRunner(on_node_start).run(create_pipeline(
         pipeline_name=PIPELINE_NAME, pipeline_root=where["pipeline_root"], data_path=absolute(data_path),
         label=label, study=study, trial_store=trial_store, search_config=search_config, trials=trials,
         trainers=trainers, threads_per_trial=max(1, (os.cpu_count() or 1) // trainers), seed=seed,
         problem_type=problem_type,
-        run_id=uuid.uuid4().hex, push_destination=push_destination, data_fingerprint=fingerprint(data_path),
+        run_id=uuid.uuid4().hex, push_destination=push_destination, data_fingerprint=data_fingerprint or fingerprint(data_path),
         input_kind=input_kind or "", input_shape=input_shape or "", beam_pipeline_args=beam_pipeline_args,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(where["tfx_metadata"])))
     return trial_store

@@ -15,7 +15,7 @@ from modelsearch.kinds import KINDS, check_kind, parse_shape
 
 # What only the local run has: where its state lives (a cluster run has MySQL instead), and its optional
 # pipeline root (the compile's is required and checked for the pods).
-LOCAL_ONLY = ("--output-dir", "--pipeline-root")
+LOCAL_ONLY = ("--output-dir", "--pipeline-root", "--verbose")
 # Cluster-only options of the compile: each trainer pod's resources and retries (config "trainer_pods").
 TRAINER_POD_OPTIONS = {"trainer_cpu": "cpu", "trainer_memory": "memory", "trainer_gpus": "gpus",
                        "trainer_gpu_type": "gpu_type", "trainer_retries": "retries"}

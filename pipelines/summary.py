@@ -6,7 +6,8 @@ import os
 
 from modelsearch.export import SERVING_DIR
 from modelsearch.strategies.base import score
-from modelsearch.trialstore import ABANDONED, COMPLETED, ENSEMBLE, FAILED, SEARCH, STUDENT, TrialStore
+from modelsearch.trialstore import (ABANDONED, COMPLETED, DIVERGED, ENSEMBLE, FAILED, INTERRUPTED, RUNNING, SEARCH,
+                                    STUDENT, TrialStore)
 
 
 def _model(trial) -> dict | None:
@@ -19,8 +20,9 @@ def _model(trial) -> dict | None:
 
 def build_summary(store: TrialStore, study: str, pushed_to: str | None = None,
                   push_destination: str = "") -> dict:
-    """What the study holds now; `pushed_to` is the version directory the Pusher wrote this run, if any."""
-    trials = store.trials(study)
+    """What the study holds now on its current data version; `pushed_to` is the version directory the Pusher
+    wrote this run, if any."""
+    trials = store.current_trials(study)
     search = [t for t in trials if t.kind == SEARCH]
     completed = [t for t in search if t.state == COMPLETED]
     best = max(completed, key=lambda t: (score(t), -t.trial_id), default=None)
@@ -28,9 +30,13 @@ def build_summary(store: TrialStore, study: str, pushed_to: str | None = None,
                         key=lambda t: t.trial_id, default=None) for kind in (ENSEMBLE, STUDENT)}
     return {
         "study": study,
+        "data_version": store.data_version(study),
         "trials_completed": len(completed),
         "trials_failed": sum(t.state == FAILED for t in search),
+        "trials_diverged": sum(t.state == DIVERGED for t in search),
         "trials_abandoned": sum(t.state == ABANDONED for t in search),  # lost with their trainer, retried
+        "trials_interrupted": sum(t.state == INTERRUPTED for t in search),  # lost with their run, retried
+        "trials_running": sum(t.state == RUNNING for t in search),
         "best": None if best is None else {
             "trial_id": best.trial_id,
             "architecture": best.spec,
@@ -63,6 +69,16 @@ def push_summary(store: TrialStore, study: str, pushed_to: str | None, push_dest
 def write_summary(store: TrialStore, study: str, output_dir: str, pushed_to: str | None = None,
                   push_destination: str = "") -> dict:
     summary = build_summary(store, study, pushed_to, push_destination)
-    with open(os.path.join(output_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json_atomically(os.path.join(output_dir, "summary.json"), summary)
     return summary
+
+
+def write_json_atomically(path: str, value) -> None:
+    """Writes a JSON file whole or not at all: a run killed while writing leaves the previous file, never a
+    truncated one (the new text goes to a temporary file in the same folder, renamed over the old)."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as f:
+        json.dump(value, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)

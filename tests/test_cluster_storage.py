@@ -1,6 +1,6 @@
 """The whole pipeline with its data, pipeline root and push destination on Cloud Storage (gs://), through a
 local emulator that TensorFlow's and Beam's own clients both talk to (tests/gcs_emulator.py). Nothing may be
-written to local disk but the output directory's trial store and summary, and the run's temp dir."""
+written to local disk but the output directory's trial store, summary and log, and the run's temp dir."""
 import json
 import os
 import subprocess
@@ -65,7 +65,7 @@ def test_whole_pipeline_on_cloud_storage(tmp_path, gcs):
     # directory (no "gs:" folder made by os.makedirs on a URI), nothing new in the repository.
     assert _local_files(str(cwd)) == set()
     assert {f for f in _local_files(str(out))} == {"trials.sqlite", "tfx_metadata.sqlite", "study.json",
-                                                   "summary.json"}
+                                                   "summary.json", "modelsearch.log"}
     assert _local_files(REPO_ROOT) - repo_before <= {f for f in _local_files(REPO_ROOT) if "__pycache__" in f}
 
     summary = json.loads((out / "summary.json").read_text())

@@ -46,3 +46,9 @@ def broken(x):
 
 
 NOT_CALLABLE = 3
+
+
+def exits(x):
+    """A block whose code ends the process (tests/test_trial_outcomes.py): the trial must be recorded anyway."""
+    import sys
+    sys.exit(3)

@@ -19,7 +19,7 @@ from modelsearch.trialstore import TrialStore
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties):
         store, study = TrialStore(exec_properties["trial_store"]), exec_properties["study"]
-        best = ranked(completed_search(store.trials(study)))[:1]
+        best = ranked(completed_search(store.current_trials(study)))[:1]
         candidates = [*best, trial_of(store, input_dict, "ensemble"), trial_of(store, input_dict, "student")]
         decision = decide(store, study, SearchConfig.from_json(exec_properties["search_config"]), candidates,
                           artifact_utils.get_single_uri(input_dict["transformed_examples"]),

@@ -14,7 +14,7 @@ class PreprocessSpec(ComponentSpec):
         "label": ExecutionParameter(type=str),
         "problem_type": ExecutionParameter(type=str, optional=True),  # "" = infer from the label
         "seed": ExecutionParameter(type=int, optional=True),
-        # Size and mtime of the data: TFX's cache keys on parameters, so changed data reruns.
+        # A digest of the data's content: TFX's cache keys on parameters, so changed data reruns.
         "data_fingerprint": ExecutionParameter(type=str, optional=True),
         "input_kind": ExecutionParameter(type=str, optional=True),   # "" = inferred; tabular, sequence, image
         "input_shape": ExecutionParameter(type=str, optional=True),  # "" = inferred; e.g. "28,28,1"

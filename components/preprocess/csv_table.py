@@ -1,29 +1,39 @@
 """Input route: a CSV file with a header row, one column per feature plus the label.
 
+Its separator (comma, semicolon, tab or |) is sniffed from the first lines and kept in schema["delimiter"]
+for the pipeline's parser. Values are checked before anything runs (the rules are values.py's): missing
+values (empty, NA, nan, ?, ...) and the few text values of a numeric column are imputed with its median,
+rows without a label are dropped, and what was found goes to schema["notes"] (with warnings on thin classes
+and id-like labels).
+
 Numeric and string columns become one feature vector (z-scored numbers, one-hot strings); with
 `--input-shape` / `--input-kind` the numeric columns form one array instead (see shaped_table.py).
-Schema inference (pandas, on a sample) and the pipeline's line parser read a field the same way (see values.py).
+Schema inference (pandas, on a sample) and the pipeline's line parser read a field the same way (see values.py);
+the parser returns None for a row with a missing label, which the pipeline drops like a blank line.
 
 The file is read through tf.io.gfile, so a local path and a gs:// (or any TensorFlow filesystem) URI are
 read alike. Schema inference is cheap on a large file: the columns (names, numeric or string, fills,
 vocabulary sizes) come from a SAMPLE, the first SAMPLE_BYTES / SAMPLE_ROWS of the file; only the label's
 values (the task and its classes, which must be complete), the row count and the one-line-per-row check
 need the whole file, and they are streamed through it once with the csv module (constant memory but the
-label's distinct values). What a sample can miss is harmless in the pipeline: a column numeric in the
-sample that holds text further down takes its fill there (values.cell_value), a string value the sample did
-not see falls into the vocabulary's out-of-vocabulary bucket (tf.Transform's vocabulary is computed over
-the whole training split, top vocab_size values), and rows beyond the sample with extra fields have them
-ignored (parse_line), as ever.
+label's distinct values and their counts). So the notes on columns count what the sample holds ("in the
+first N rows" when it is not the whole file), those on the label the whole file. What a sample can miss is
+harmless in the pipeline: a column numeric in the sample that holds text further down takes its fill there
+(values.cell_value), a string value the sample did not see falls into the vocabulary's out-of-vocabulary
+bucket (tf.Transform's vocabulary is computed over the whole training split, top vocab_size values), and
+rows beyond the sample with extra fields have them ignored (parse_line), as ever.
 """
 from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
+from itertools import islice
 
 from common.errors import UserError
 from components.preprocess import shaped_table
-from components.preprocess.values import (cell_value, first_line, infer_task, label_value, table_columns, table_width,
-                                          to_number)
+from components.preprocess.values import (cell_value, count_text, describe_columns, first_line, infer_task, is_missing,
+                                          label_notes, label_value, table_width, to_number, tokens_text)
 
 FORMAT = "csv"
 DEFAULT_LABEL = None      # --label is required
@@ -34,7 +44,11 @@ SAMPLE_ROWS = 10_000           # ... and at most this many rows of it
 CHUNK_BYTES = 1024 ** 2        # what the pass over the whole file (the label column) reads at a time
 LABEL_VALUES_LIMIT = 100_000   # distinct label values that pass keeps: a label with more can only be regression
 UTF8_BOM = b"\xef\xbb\xbf"
-FIX = "pass a UTF-8 comma-separated file with a header row and the same number of fields on every line"
+DELIMITERS = ",;\t|"         # the separators sniffed; a schema without "delimiter" means ","
+SNIFF_LINES = 50              # the sniffer reads the sample's first lines (whole lines: a cut one misleads it) ...
+SNIFF_CHARS = 64 * 1024       # ... up to about this much text, but always the header and one row
+FIX = ("pass a UTF-8 CSV file (separated by commas, semicolons, tabs or |) with a header row and the same number "
+       "of fields on every line")
 
 
 def detect(path: str) -> bool:
@@ -72,23 +86,47 @@ def _read_sample(data_path: str) -> str:
         raise UserError(f"{data_path} cannot be read as CSV ({first_line(e)}); {FIX}") from None
 
 
+def _sniff_delimiter(text: str, data_path: str) -> str:
+    """The separator of the sample's first lines, "," when the sniffer is unsure; a header that reads as one
+    column holding another separator is an error (its lines do not split alike: the sniffer could not tell)."""
+    head, size = [], 0
+    for line in islice(io.StringIO(text, newline=""), SNIFF_LINES):
+        if size >= SNIFF_CHARS and len(head) >= 2:
+            break
+        head.append(line)
+        size += len(line)
+    head = "".join(head)
+    try:
+        delimiter = csv.Sniffer().sniff(head, delimiters=DELIMITERS).delimiter
+    except csv.Error:  # "Could not determine delimiter"
+        delimiter = ","
+    header = next(csv.reader(io.StringIO(head, newline=""), delimiter=delimiter), [])
+    other = next((d for d in DELIMITERS if d in header[0]), None) if len(header) == 1 else None
+    if other:
+        raise UserError(f"{data_path} reads as one column {header[0][:60]!r}: it is probably {other!r}-separated, "
+                        f"but its first lines do not all have the same number of {other!r}-separated fields; "
+                        f"give every line as many fields as the header")
+    return delimiter
+
+
 def _read_csv(data_path: str):
-    """(the sample's rows as a DataFrame of strings, the header's names as the file has them)."""
+    """(the sample's rows as a DataFrame of strings, the header's names as the file has them, the separator)."""
     import pandas as pd
 
     text = _read_sample(data_path)
+    delimiter = _sniff_delimiter(text, data_path)
     try:
         # A sample cut inside a quoted field that spans lines ends in a parse error: such a field is an
         # error anyway (one row per line, see _scan).
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True,
-                            nrows=SAMPLE_ROWS)
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
+                            skip_blank_lines=True, nrows=SAMPLE_ROWS)
     except pd.errors.EmptyDataError:
         raise UserError(f"{data_path} is empty; it needs a header row and data rows") from None
     except (pd.errors.ParserError, ValueError) as e:
         raise UserError(f"{data_path} cannot be read as CSV ({first_line(e)}); {FIX}") from None
     frame = frame.fillna("")  # short rows: missing trailing fields
-    header = next(csv.reader(io.StringIO(text, newline="")), [])
-    return frame, header
+    header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
+    return frame, header, delimiter
 
 
 def _lines(data_path: str):
@@ -117,14 +155,15 @@ def _lines(data_path: str):
         raise _unreadable(data_path, e) from None
 
 
-def _scan(data_path: str, header: list[str], names: list[str], label: str) -> dict:
+def _scan(data_path: str, header: list[str], names: list[str], label: str, delimiter: str) -> dict:
     """One pass over the whole file (the csv module over tf.io.gfile): its data rows, the label's distinct
-    values in the order they first occur (up to LABEL_VALUES_LIMIT, then only the first non-numeric one) and
-    missing values, and the first row with a value spanning several lines (the pipeline reads one row per line)."""
+    present values with their counts in the order they first occur (up to LABEL_VALUES_LIMIT, then only the
+    first non-numeric one), its missing values by token, and the first row with a value spanning several lines
+    (the pipeline reads one row per line)."""
     index = names.index(label)  # names: pandas' (an unnamed column is "Unnamed: <i>"), in the header's order
-    rows = missing = 0
-    distinct, beyond, spanning, complete = {}, [], None, True
-    reader = csv.reader(_lines(data_path))
+    rows, counts, missing = 0, Counter(), Counter()
+    beyond, spanning, complete = [], None, True
+    reader = csv.reader(_lines(data_path), delimiter=delimiter)
     try:
         next(reader, None)  # the header
         line = reader.line_num
@@ -137,25 +176,34 @@ def _scan(data_path: str, header: list[str], names: list[str], label: str) -> di
                 continue  # a blank line: pandas and the pipeline skip it too
             rows += 1
             value = fields[index].strip() if index < len(fields) else ""
-            if not value:
-                missing += 1
-            elif value not in distinct:
-                if len(distinct) < LABEL_VALUES_LIMIT:
-                    distinct[value] = None
-                else:
-                    complete = False
-                    if not beyond and to_number(value) is None:
-                        beyond.append(value)  # what makes the label non-numeric (see table_schema)
+            if is_missing(value):
+                missing[value] += 1
+            elif value in counts or len(counts) < LABEL_VALUES_LIMIT:
+                counts[value] += 1
+            else:
+                complete = False
+                if not beyond and to_number(value) is None:
+                    beyond.append(value)  # what makes the label non-numeric (see table_schema)
     except csv.Error as e:
         raise UserError(f"{data_path} cannot be read as CSV ({first_line(e)} on line {reader.line_num}); "
                         f"{FIX}") from None
-    return {"rows": rows, "labels": [*distinct, *beyond], "missing": missing, "spanning": spanning,
-            "all_labels": complete}
+    return {"rows": rows, "counts": counts, "labels": [*counts, *beyond], "missing": missing,
+            "spanning": spanning, "all_labels": complete}
+
+
+def _dropped_labels(scan: dict, label: str, data_path: str) -> list[str]:
+    """The note on the rows dropped for a missing label; an error when every row misses it."""
+    missing = scan["missing"]
+    n = sum(missing.values())
+    if not scan["labels"]:
+        raise UserError(f"label column {label!r} of {data_path} has no values (all {n} rows miss it: "
+                        f"{tokens_text(missing)}); fill it in or pick another --label")
+    return [f"dropped {count_text(n, 'row')} with a missing label {label!r} ({tokens_text(missing)})"] if n else []
 
 
 def table_schema(data_path: str, label: str, problem_type: str | None = None) -> dict:
     """A CSV table's schema: one column entry per feature column (numeric or string)."""
-    frame, header = _read_csv(data_path)
+    frame, header, delimiter = _read_csv(data_path)
     names = [str(c) for c in frame.columns]
     if len(frame) == 0:
         raise UserError(f"{data_path} has a header but no data rows; add rows below the header")
@@ -165,28 +213,38 @@ def table_schema(data_path: str, label: str, problem_type: str | None = None) ->
     if duplicated:
         raise UserError(f"{data_path} repeats column names ({', '.join(duplicated)}); give every column "
                         f"its own name in the header")
-    scan = _scan(data_path, header, names, label)
-    if scan["rows"] < MIN_ROWS:
-        raise UserError(f"{data_path} has only {scan['rows']} rows, too few to split into train, validation "
-                        f"and test; add rows (at least {MIN_ROWS}, better hundreds)")
+    scan = _scan(data_path, header, names, label, delimiter)
+    notes = [f"read as {delimiter!r}-separated"] if delimiter != "," else []
+    notes += _dropped_labels(scan, label, data_path)
+    kept = scan["rows"] - sum(scan["missing"].values())
+    if kept < MIN_ROWS:
+        raise UserError(f"{data_path} has only {kept} rows{' with a label' if kept < scan['rows'] else ''}, too "
+                        f"few to split into train, validation and test; add rows (at least {MIN_ROWS}, better "
+                        f"hundreds)")
     if scan["spanning"] is not None:
         raise UserError(f"column {scan['spanning']!r} of {data_path} has a value spanning several lines; put each "
                         f"row on one line (remove line breaks inside quoted fields)")
 
     # The task from the label's values in the WHOLE file (the classes must all be known: the transform maps
     # a label to its index among them, and the model has one output per class).
-    task = infer_task(scan["labels"], label, problem_type, missing=scan["missing"])
+    task = infer_task(scan["labels"], label, problem_type)
     if task["type"] == "classification" and not scan["all_labels"]:
         raise UserError(f"label column {label!r} of {data_path} has more than {LABEL_VALUES_LIMIT:,} distinct "
                         f"values, too many classes; use problem type regression for a numeric label")
+    notes += label_notes(scan["counts"], task, label)
 
-    # The columns from the sample (see the module docstring).
-    columns = table_columns({name: [v.strip() for v in frame[name]] for name in names if name != label})
+    # The columns from the sample (see the module docstring), from its rows the pipeline keeps.
+    labelled = ~frame[label].map(is_missing)
+    sample = frame[labelled] if labelled.any() else frame
+    scope = f" in the first {len(frame):,} rows" if len(frame) < scan["rows"] else ""
+    columns, column_notes = describe_columns({name: [v.strip() for v in sample[name]]
+                                              for name in names if name != label}, scope)
     if not columns:
         raise UserError(f"{data_path} has no feature columns besides the label {label!r}; add at least one")
     return {"format": FORMAT, "label": label, "columns": columns, "task": task,
             "input_shape": [table_width(columns)],
-            "csv_header": names}  # the file's columns in order: how parse_line names fields
+            "csv_header": names,  # the file's columns in order: how parse_line names fields
+            "delimiter": delimiter, "notes": notes + column_notes}
 
 
 def infer_schema(data_path: str, label: str, problem_type: str | None, kind: str | None,
@@ -196,8 +254,10 @@ def infer_schema(data_path: str, label: str, problem_type: str | None, kind: str
 
 
 def parse_line(schema: dict):
-    """A function from one CSV line to the raw feature dict, or None for a blank line."""
+    """A function from one CSV line to the raw feature dict, or None for a line the pipeline drops: a blank
+    one, or one whose label is missing (counted in schema["notes"])."""
     header, label = schema["csv_header"], schema["label"]
+    delimiter = schema.get("delimiter", ",")  # a schema from before the key: comma-separated
     label_index = header.index(label)
     getters = []
     for column in schema["columns"]:
@@ -213,10 +273,13 @@ def parse_line(schema: dict):
     def parse(line: str):
         if not line.strip():
             return None
-        fields = next(csv.reader([line]))
+        fields = next(csv.reader([line], delimiter=delimiter))
         fields += [""] * (len(header) - len(fields))
+        target = label_value(schema, fields[label_index].strip())
+        if target is None:
+            return None
         row = {name: get(fields) for name, get in getters}
-        row[label] = label_value(schema, fields[label_index].strip())
+        row[label] = target
         return row
 
     return parse

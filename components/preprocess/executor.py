@@ -1,7 +1,8 @@
 """Preprocess's work: a Beam + tensorflow-transform pipeline from the data to split, transformed tf.Examples.
 
 Keys of the input route (CSV lines, image paths, tf.Examples: see routes.py) -> deterministic split by a
-seeded hash of the key -> raw dicts (the route's parse; fills for missing values)
+seeded hash of the key -> raw dicts (the route's parse; fills for missing values; a row the route drops, such
+as a CSV row without a label, is left out)
 -> tft analysis on train, the same transform applied to every split -> one float32 feature `x` of
 shape schema["input_shape"] and a `label` (int64 class index, or float32) per example, written as
 gzipped TFRecords in TFX's Examples layout (`Split-<name>/data-*.tfrecord.gz`); the transform graph
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import uuid
 import zlib
 
@@ -22,6 +24,7 @@ from tfx.types import artifact_utils
 from common.errors import UserError
 from components.preprocess.routes import route_for_schema
 from components.preprocess.schema import infer_schema
+from modelsearch import data_versions
 from modelsearch.export import SCHEMA_FILE
 from modelsearch.raw_examples import RAW_DIR, encode_raw
 
@@ -40,6 +43,14 @@ def _split_index(key: str | bytes, seed: int, splits) -> int:
             return i
         bucket -= percent
     return len(splits) - 1
+
+
+def _parsed(key, parse):
+    """The key's raw row, or none for a key the route drops (parse returns None: e.g. a CSV row whose label
+    is missing, which schema inference counted in its notes)."""
+    row = parse(key)
+    if row is not None:
+        yield row
 
 
 def _preprocessing_fn(schema: dict):
@@ -221,14 +232,21 @@ def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_di
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    import time
+
     splits = tuple((str(name), int(percent)) for name, percent in splits)
+    started = time.time()
+    print(f"[modelsearch] preprocessing {data_path}: splitting it "
+          f"{'/'.join(str(p) for _, p in splits)} ({', '.join(n for n, _ in splits)}), analysing the train split "
+          "with tf.Transform, writing every split transformed ...", file=sys.stderr, flush=True)
     adapter_config, arrow_types = _tensor_adapter_config(schema), _arrow_types(schema)
     with _transform_temp_dir(transform_dir) as temp_dir:
         pipeline = beam.Pipeline(options=PipelineOptions(pipeline_args(beam_pipeline_args)))
         with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False):
             keys, parse = route_for_schema(schema).source(pipeline, schema, data_path, example_files)
             parts = keys | "Split" >> beam.Partition(lambda key, n: _split_index(key, seed, splits), len(splits))
-            rows = {name: parts[i] | f"Parse[{name}]" >> beam.Map(parse) for i, (name, _) in enumerate(splits)}
+            rows = {name: parts[i] | f"Parse[{name}]" >> beam.FlatMap(_parsed, parse)
+                    for i, (name, _) in enumerate(splits)}
             raw = {name: (rows[name]
                           | f"Batch[{name}]" >> beam.BatchElements(min_batch_size=1, max_batch_size=1000)
                           | f"ToArrow[{name}]" >> beam.Map(_to_record_batch, arrow_types))
@@ -266,6 +284,9 @@ def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_di
     if empty:
         raise UserError(f"split {', '.join(empty)} of {data_path} got no rows ({sum(counts.values())} rows in "
                         f"all); add rows so that every split gets some (hundreds are better)")
+    print(f"[modelsearch] preprocessed {sum(counts.values()):,} rows ("
+          + ", ".join(f"{name} {count:,}" for name, count in counts.items())
+          + f") in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
     import tensorflow as tf
 
     with tf.io.gfile.GFile(os.path.join(transform_dir, SCHEMA_FILE), "w") as f:  # the artifact may be on gs://
@@ -282,6 +303,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         data_path = exec_properties["data_path"]
         schema = infer_schema(data_path, exec_properties["label"], exec_properties.get("problem_type") or None,
                               exec_properties.get("input_kind") or None, exec_properties.get("input_shape") or None)
+        # The data version's key (modelsearch/data_versions.py): the local runner computed it already.
+        schema["data_fingerprint"] = exec_properties.get("data_fingerprint") or data_versions.fingerprint(data_path)
         example_files = None
         if input_dict.get("examples"):  # TFRecords imported by ImportExampleGen: read its copy, every split
             uri = artifact_utils.get_single_uri(input_dict["examples"])

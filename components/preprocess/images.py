@@ -2,11 +2,13 @@
 (decoded with Pillow, so a bad one stops the run with its name, before any pipeline), pick the model's
 (height, width, channels), and describe the one `image` column.
 
-A leaf: it imports no route. The pipeline itself decodes with TensorFlow inside the transform graph.
+A leaf: it imports no route (only values, a leaf too). The pipeline itself decodes with TensorFlow inside the
+transform graph.
 """
 from __future__ import annotations
 
 from common.errors import UserError
+from components.preprocess.values import first_line
 from modelsearch.kinds import model_shape, shape_text
 
 IMAGE_FORMATS = ("PNG", "JPEG")
@@ -17,7 +19,7 @@ def image_info(data: bytes, where: str) -> tuple[int, int, str]:
     """(height, width, Pillow mode) of an encoded image, after decoding it completely."""
     import io
 
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -27,10 +29,12 @@ def image_info(data: bytes, where: str) -> tuple[int, int, str]:
             return image.height, image.width, image.mode
     except UserError:
         raise
+    except UnidentifiedImageError:  # its message names the BytesIO it was read from, not the file
+        reason = "not an image format Pillow knows" if data else "the file is empty"
     except Exception as e:  # Pillow raises many types for broken files
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{where} cannot be read as an image ({reason}); replace it with a valid PNG or JPEG "
-                        f"file or remove it") from None
+        reason = first_line(e)
+    raise UserError(f"{where} cannot be read as an image ({reason}); replace it with a valid PNG or JPEG "
+                    f"file or remove it")
 
 
 def image_shape(infos: list[tuple[int, int, str, str]], declared: list[int] | None, data_path: str) -> list[int]:
@@ -39,11 +43,10 @@ def image_shape(infos: list[tuple[int, int, str, str]], declared: list[int] | No
     A declared shape resizes every image; without one, every image must have the same size. Channels:
     1 when every image is grayscale, else 3 (RGB; alpha is dropped), unless declared."""
     if declared is not None:
-        shape = model_shape("image", declared)
-        if shape[2] not in (1, 3):
+        if len(declared) == 3 and declared[2] not in (1, 3):  # before model_shape, whose error is about arrays
             raise UserError(f"--input-shape {shape_text(declared)}: images are decoded to 1 (grayscale) "
                             f"or 3 (RGB) channels; give height,width,1 or height,width,3")
-        return shape
+        return model_shape("image", declared)
     sizes = {}
     for height, width, _mode, where in infos:
         sizes.setdefault((height, width), where)

@@ -16,7 +16,8 @@ import os
 from common.errors import UserError
 from components.preprocess import shaped_table
 from components.preprocess.images import image_column, image_info, image_shape
-from components.preprocess.values import cell_value, infer_task, label_value, serving_names, table_columns, table_width
+from components.preprocess.values import (cell_value, first_line, infer_task, label_value, serving_names,
+                                          table_columns, table_width)
 from modelsearch.kinds import kind_of_shape, model_shape, shape_text, size, square_shape
 
 FORMAT = "tfrecord"
@@ -71,7 +72,7 @@ def read_records(files: list[str]) -> list[bytes]:
         try:
             records += [r.numpy() for r in tf.data.TFRecordDataset(name, compression_type=compression)]
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            raise UserError(f"{name} cannot be read as TFRecords ({e.message.splitlines()[0]}); pass TFRecord "
+            raise UserError(f"{name} cannot be read as TFRecords ({first_line(e)}); pass TFRecord "
                             f"files of tf.Examples (gzipped ones named *.gz)") from None
     return records
 
@@ -83,7 +84,7 @@ def decode(records: list[bytes], where: str):
     try:
         return example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records)
     except RuntimeError as e:
-        raise UserError(f"{where} holds records that are not tf.Examples ({e}); pass TFRecords of "
+        raise UserError(f"{where} holds records that are not tf.Examples ({first_line(e)}); pass TFRecords of "
                         f"tf.train.Example") from None
 
 

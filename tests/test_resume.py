@@ -1,0 +1,143 @@
+"""A study survives kills: the console script is killed (SIGKILL) at five points, stopped by SIGTERM and by Ctrl-C,
+rerun each time, and the final store must hold what a clean run's holds: the same budget of search trials, no
+duplicate, no trial left running, the exploit stages done once. A second run on a study being searched is
+refused while the first goes on."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from modelsearch.trialstore import (COMPLETED, ENSEMBLE, INTERRUPTED, LOST, REPLICA, RUNNING, SEARCH, STUDENT,
+                                    TrialStore)
+from tests.test_pipeline_e2e import write_tiny_csv
+
+BUDGET = 4
+SCRIPT = os.path.join(os.path.dirname(sys.executable), "modelsearch")
+
+
+def _start(data, out, config, log):
+    env = {k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}
+    return subprocess.Popen([SCRIPT, "run", "--data", str(data), "--label", "kind", "--output-dir", str(out),
+                             "--config", str(config), "--trials", str(BUDGET), "--trainers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=env, start_new_session=True)
+
+
+def _trials(out):
+    path = os.path.join(out, "trials.sqlite")
+    return TrialStore({"sqlite": path}).trials("default") if os.path.exists(path) else []
+
+
+def _wait_for(process, condition, what, timeout=600):
+    """Polls the study until `condition(trials)` holds for the trials this run wrote; fails if the run ends first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the run ended (exit {process.returncode}) before {what}")
+        try:
+            if condition([t for t in _trials(process.out) if t.trial_id > process.since]):
+                return
+        except Exception:  # a read racing the run's first writes (tables being created)
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _running(kind, with_epochs=False):
+    return lambda trials: any(t.kind == kind and t.state == RUNNING and (t.curve or not with_epochs)
+                              for t in trials)
+
+
+def _completed_search(n):
+    return lambda trials: sum(t.kind == SEARCH and t.state == COMPLETED for t in trials) >= n
+
+
+def _log_has(log, text):
+    return lambda trials: text in open(log).read()
+
+
+def _stop(process, how, log):
+    """Stops the run: SIGKILL (nothing of it may write afterwards), SIGTERM to the command, or SIGINT to its
+    whole process group as Ctrl-C in a terminal sends it; returns the exit code."""
+    if how == "int":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGKILL if how == "kill" else signal.SIGTERM)
+    code = process.wait(timeout=120)
+    if how == "kill":
+        time.sleep(1)  # the run's nodes and workers die with it (the forkserver ends, then they do)
+    else:
+        text = open(log).read()
+        assert "run the same command again to resume" in text, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+    return code
+
+
+def _check_final(out):
+    trials = _trials(out)
+    assert not [t.trial_id for t in trials if t.state == RUNNING]
+    kept = [t for t in trials if t.kind == SEARCH and t.state not in LOST]
+    assert len(kept) == BUDGET and all(t.state == COMPLETED for t in kept), [(t.trial_id, t.state) for t in kept]
+    specs = [json.dumps(t.spec, sort_keys=True) for t in kept if not t.mutation.startswith("reevaluate:")]
+    assert len(specs) == len(set(specs)), "a candidate was trained twice"
+    for kind, count in ((REPLICA, 1), (ENSEMBLE, 1), (STUDENT, 1)):
+        assert sum(t.kind == kind and t.state == COMPLETED for t in trials) == count, kind
+    for t in trials:
+        if t.state in LOST:
+            assert t.state == INTERRUPTED and "interrupted" in t.error, (t.trial_id, t.state, t.error)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trials_completed"] == BUDGET and summary["trials_running"] == 0
+    return trials
+
+
+@pytest.mark.slow
+def test_kills_at_every_stage_then_resume_to_the_clean_runs_store(tmp_path):
+    data, config = tmp_path / "tiny.csv", tmp_path / "search.json"
+    write_tiny_csv(data)
+    # Long enough trials (20 epochs) that a poll sees one mid-training; one replica keeps the Ensembler short.
+    config.write_text(json.dumps({"max_epochs": 20, "patience": 20, "ensemble": {"replicas": 1}}))
+
+    # The clean run, and a second run on its study while it searches: refused, and the first goes on.
+    clean, clean_log = tmp_path / "clean", tmp_path / "clean.log"
+    first = _start(data, clean, config, clean_log)
+    first.out, first.since = clean, 0
+    _wait_for(first, _running(SEARCH), "the clean run's first trial")
+    second = subprocess.run([SCRIPT, "run", "--data", str(data), "--label", "kind", "--output-dir", str(clean),
+                             "--config", str(config)], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2
+    assert "is being searched by another run" in second.stderr and "Traceback" not in second.stderr
+    assert first.wait(timeout=900) == 0, open(clean_log).read()[-3000:]
+    clean_trials = _check_final(clean)
+
+    out = tmp_path / "killed"
+    points = [  # (what the run has reached, how it is stopped, the exit code expected)
+        ("preprocessing", lambda log: _log_has(log, "a budget of"), "kill", -signal.SIGKILL),
+        ("mid-trial", lambda log: _running(SEARCH, with_epochs=True), "kill", -signal.SIGKILL),
+        ("mid-trial", lambda log: _running(SEARCH, with_epochs=True), "term", 143),
+        ("between trials", lambda log: _completed_search(1), "kill", -signal.SIGKILL),
+        ("the Ensembler's replica", lambda log: _running(REPLICA), "kill", -signal.SIGKILL),
+        ("the Ensembler's replica", lambda log: _running(REPLICA), "int", 130),
+        ("the Distiller's student", lambda log: _running(STUDENT), "kill", -signal.SIGKILL),
+    ]
+    for i, (where, condition, how, expected) in enumerate(points):
+        log = tmp_path / f"run{i}.log"
+        since = max((t.trial_id for t in _trials(out)), default=0)
+        process = _start(data, out, config, log)
+        process.out, process.since = out, since
+        if where == "preprocessing":
+            _wait_for(process, condition(log), where)
+            time.sleep(3)
+        else:
+            _wait_for(process, condition(log), where)
+        assert _stop(process, how, log) == expected, (where, how, open(log).read()[-3000:])
+        assert all(t.state != RUNNING for t in _trials(out)) or how == "kill", where
+
+    final_log = tmp_path / "final.log"
+    final = _start(data, out, config, final_log)
+    assert final.wait(timeout=900) == 0, open(final_log).read()[-3000:]
+    trials = _check_final(out)
+    assert sum(t.state == INTERRUPTED for t in trials) >= 3  # mid-trial kills, SIGTERM, Ctrl-C, replica, student
+    assert len([t for t in clean_trials if t.kind == SEARCH]) == BUDGET  # the clean run lost nothing

@@ -306,6 +306,9 @@ def _guarded(args) -> int:
         if not getattr(e, "reported", False):
             print(f"[modelsearch] stopped before the search began; {RESUME}", file=sys.stderr, flush=True)
         return 143 if isinstance(e, Terminated) else 130
+    except BrokenPipeError:  # `modelsearch trials ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+        return 141
     except OSError as e:  # the machine's refusal (disk full, permissions): one line, not a traceback
         print(f"modelsearch: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
         return 2

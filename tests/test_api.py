@@ -10,18 +10,11 @@ import pytest
 import modelsearch
 from modelsearch.errors import UserError
 from pipelines.api import COLUMNS_AFTER, COLUMNS_BEFORE, ModelSearch, option_names
+from tests.test_pipeline_e2e import write_tiny_csv
 
 
 def write_csv(path, n=120, seed=0):
-    """Three numeric columns and a categorical one; the label depends on x1 and the shape."""
-    rng = np.random.default_rng(seed)
-    with open(path, "w") as f:
-        f.write("x1,x2,x3,shape,kind\n")
-        for _ in range(n):
-            x = rng.normal(size=3)
-            shape = rng.choice(["round", "square"])
-            label = "a" if x[0] + (shape == "round") > 0.5 else ("b" if x[1] > 0 else "c")
-            f.write(f"{x[0]:.4f},{x[1]:.4f},{x[2]:.4f},{shape},{label}\n")
+    write_tiny_csv(path, n=n, seed=seed)
     return str(path)
 
 

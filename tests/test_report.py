@@ -7,6 +7,7 @@ import base64
 import html.parser
 import io
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -359,16 +360,19 @@ def test_console_check_catches_errors(browser, tmp_path):
     assert any(e.startswith("log (network)") and "ERR_FILE_NOT_FOUND" in e for e in errors), errors
 
 
-def write_readme_picture(out_png: Path) -> Path:
-    """docs/report.png: the report of a realistic study down to its lineage tree (header, decisions, the plots
-    and the learning curves), as Chromium draws it, 1200 px wide."""
+def write_readme_picture(out_png: Path, output_dir: str | None = None) -> Path:
+    """docs/report.png: the report of a study (a real run's `output_dir`, else a realistic simulated one) down
+    to its lineage tree (header, decisions, the plots and the learning curves), as Chromium draws it, 1200 px
+    wide."""
     import tempfile
 
     from PIL import Image
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        page = write_report(realistic_study(tmp / "out"), "default", str(tmp / "report.html"))
+        store = (TrialStore({"sqlite": os.path.join(output_dir, "trials.sqlite")}) if output_dir
+                 else realistic_study(tmp / "out"))
+        page = write_report(store, "default", str(tmp / "report.html"))
         chromium = Chromium(tmp / "profile")
         try:
             chromium.open(Path(page))
@@ -383,6 +387,7 @@ def write_readme_picture(out_png: Path) -> Path:
     return out_png
 
 
-if __name__ == "__main__":
-    target = write_readme_picture(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/report.png"))
+if __name__ == "__main__":  # python -m tests.test_report docs/report.png [OUTPUT_DIR of a real run]
+    target = write_readme_picture(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/report.png"),
+                                  sys.argv[2] if len(sys.argv) > 2 else None)
     print(f"{target} ({target.stat().st_size // 1024} KiB)", file=sys.stderr)

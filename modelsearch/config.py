@@ -6,6 +6,7 @@ import json
 import math
 import re
 
+from modelsearch import early_stopping
 from modelsearch.errors import UserError
 
 DEFAULT_KNOBS = {
@@ -33,6 +34,10 @@ SECTIONS = {
     # (Kubernetes quantities: cpu "4" or "500m", memory "16Gi") and how often a failed trainer is started
     # again (it carries on from the trial store).
     "trainer_pods": {"cpu": None, "memory": None, "gpus": 0, "gpu_type": "nvidia.com/gpu", "retries": 2},
+    # Early stopping across trials (modelsearch/early_stopping.py, where the defaults are explained): a search
+    # trial whose best validation objective is below the median of completed trials' mean at the same epoch
+    # (by more than `margin`) stops there, from epoch `min_epochs` and once `min_trials` trials completed.
+    "early_stopping": dict(early_stopping.DEFAULTS),
 }
 ENSEMBLE_METHODS = ("average", "weighted", "replicas")
 CPU_QUANTITY = re.compile(r"^\d+(\.\d+)?m?$")
@@ -104,6 +109,7 @@ class SearchConfig:
     student: dict = _section("student")
     push: dict = _section("push")
     trainer_pods: dict = _section("trainer_pods")
+    early_stopping: dict = _section("early_stopping")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -218,6 +224,9 @@ class SearchConfig:
         if not isinstance(pods["gpu_type"], str) or not pods["gpu_type"]:
             fail(f"trainer_pods.gpu_type must name an accelerator (nvidia.com/gpu on Kubernetes, e.g. "
                  f"NVIDIA_TESLA_T4 on Vertex AI), got {pods['gpu_type']!r}")
+        problem = early_stopping.check(self.early_stopping)
+        if problem:
+            fail(problem)
 
 
 def load_config(path: str | None, overrides: dict | None = None) -> SearchConfig:

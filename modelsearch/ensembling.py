@@ -1,10 +1,15 @@
 """The Ensembler's work: ensembles of the study's best trials, chosen on validation, exported as one model.
 
 Three ensembles are compared (config "ensemble.methods"): the average of the top_k trials' predictions,
-learned weights over them (fitted on the train split), and replicas (the best architecture retrained
-with other seeds and data shuffles, averaged with it). The winner on validation is recorded as an
-"ensemble" trial (members, weights and every method's scores in its spec; members as MLMD inputs)
-and exported with the raw-feature serving signature. Every split is streamed (modelsearch/data.py).
+learned weights over them, and replicas (the best architecture retrained with other seeds and data
+shuffles, averaged with it). Every choice is made on the validation split; the test split is only
+evaluated, to be reported. Learned weights are cross-fitted on validation (`cross_fitted_weights`): the
+split is cut into mixture.FOLDS deterministic folds, weights fitted on the other folds predict each fold,
+and the method's validation score pools those held-out predictions, so "weighted" is not favoured over
+"average" for having been fitted on the examples it is scored on. The weights exported are then fitted on
+the whole validation split. The winner on validation is recorded as an "ensemble" trial (members, weights,
+every method's scores in its spec; members as MLMD inputs) and exported with the raw-feature serving
+signature. Every split is streamed (modelsearch/data.py).
 """
 from __future__ import annotations
 
@@ -18,10 +23,14 @@ from modelsearch import data
 from modelsearch.config import SearchConfig
 from modelsearch.exploit import completed_search, ranked
 from modelsearch.export import SERVING_DIR, export_serving_model, load_trial_model, read_schema, write_spec
+from modelsearch.mixture import FOLDS
 from modelsearch.training import evaluate, objective, start_and_run
 from modelsearch.trialstore import COMPLETED, ENSEMBLE, REPLICA, Trial, TrialStore
 
 REPLICA_SEED_STEP = 7919  # replica r of a trial trains with seed + r * step: other init and shuffles
+# Where learned weights come from, recorded in the ensemble's spec: an ensemble recorded with weights fitted
+# elsewhere (older versions fitted them on train) is not reused by a rerun.
+WEIGHTS_FIT = "validation, cross-fitted"
 
 
 def replicas_of(best: Trial, count: int, store: TrialStore, study: str, config: SearchConfig,
@@ -51,7 +60,8 @@ def build_ensemble(store: TrialStore, study: str, config: SearchConfig, examples
         return None
     pool = [t.trial_id for t in top]
     done = [t for t in store.completed(study, kinds=(ENSEMBLE,))
-            if t.spec.get("pool") == pool and t.spec.get("settings") == settings]
+            if t.spec.get("pool") == pool and t.spec.get("settings") == settings
+            and t.spec.get("weights_fit") == WEIGHTS_FIT]
     if done:  # a rerun (after a kill, or with nothing new to search) does not build the same ensembles again
         print(f"[modelsearch] ensemble trial {done[-1].trial_id} of the same trials is already in the study",
               file=sys.stderr, flush=True)
@@ -70,24 +80,35 @@ def build_ensemble(store: TrialStore, study: str, config: SearchConfig, examples
     if not methods:
         return None
 
-    splits = {s: data.dataset(examples_dir, s, schema) for s in ("train", "validation", "test")}
+    splits = {s: data.dataset(examples_dir, s, schema) for s in ("validation", "test")}
     models = {t.trial_id: load_trial_model(store, t, schema, config) for ts in methods.values() for t in ts}
     compared = {}
     for method, members in methods.items():
-        weights = [1.0 / len(members)] * len(members)
+        nets = [models[t.trial_id] for t in members]
+        weights, extra, validation = [1.0 / len(members)] * len(members), {}, None
         if method == "weighted":
-            weights = learn_weights([models[t.trial_id] for t in members], schema, splits["train"])
-        model = blocks.compile_model(ensemble_model([models[t.trial_id] for t in members], schema, weights),
-                                     {"knobs": {}}, task)
-        metrics = {**evaluate(model, splits["validation"], "val"), **evaluate(model, splits["test"], "test")}
+            crossed = cross_fitted_weights(nets, schema, splits["validation"])
+            if crossed is None:
+                print(f"[modelsearch] no weighted ensemble: the validation split has fewer than {FOLDS} examples "
+                      "to cross-fit its weights on", file=sys.stderr, flush=True)
+                continue
+            extra["fold_weights"], validation = crossed
+            weights = learn_weights(nets, schema, splits["validation"])
+        model = blocks.compile_model(ensemble_model(nets, schema, weights), {"knobs": {}}, task)
+        # The weighted ensemble's validation metrics are the cross-fitted ones (those of its final weights,
+        # fitted on all of validation, would flatter it); the test metrics are the exported model's, reported.
+        metrics = {**(validation or evaluate(model, splits["validation"], "val")),
+                   **evaluate(model, splits["test"], "test")}
         metrics["objective"] = objective(metrics, task)
-        compared[method] = {"members": [t.trial_id for t in members], "weights": weights, "metrics": metrics,
-                            "model": model}
+        compared[method] = {"members": [t.trial_id for t in members], "weights": weights, **extra,
+                            "metrics": metrics, "model": model}
+    if not compared:
+        return None
     # Chosen on validation only; ties go to the earlier method in the configured order.
     method = max(compared, key=lambda m: (compared[m]["metrics"]["objective"], -settings["methods"].index(m)))
     chosen = compared[method]
     spec = {"method": method, "members": chosen["members"], "weights": chosen["weights"], "pool": pool,
-            "settings": settings,
+            "settings": settings, "weights_fit": WEIGHTS_FIT,
             "compared": {m: {k: v for k, v in c.items() if k != "model"} for m, c in compared.items()}}
     trial_id = store.start_trial(study, spec, mutation=f"ensemble:{method}", kind=ENSEMBLE,
                                  input_ids=tuple(chosen["members"]))
@@ -96,11 +117,36 @@ def build_ensemble(store: TrialStore, study: str, config: SearchConfig, examples
     store.complete_trial(trial_id, chosen["metrics"], chosen["model"].count_params(), 0, model_dir,
                          time.time() - started)
     trial = store.get(trial_id)
-    scores = ", ".join(f"{m} {c['metrics']['objective']:.4f}" for m, c in compared.items())
+    scores = ", ".join(f"{m}{' (cross-fitted)' if m == 'weighted' else ''} {c['metrics']['objective']:.4f}"
+                       for m, c in compared.items())
     print(f"[modelsearch] ensemble trial {trial_id}: {method} of {chosen['members']} weights "
           f"{np.round(chosen['weights'], 3).tolist()} (validation: {scores}) test "
           f"{_test_score(trial.metrics)} params={trial.num_params:,}", file=sys.stderr, flush=True)
     return trial
+
+
+def cross_fitted_weights(members: list, schema: dict, validation, count: int = FOLDS):
+    """(weights fitted on all folds but k, for each fold k; validation metrics pooled over the folds, each fold
+    predicted by the weights not fitted on it), or None when a fold would be empty (too few examples).
+
+    Folds are mixture.folds of the validation split; metrics are means, pooled weighted by fold size."""
+    import blocks
+    from modelsearch.mixture import count_examples, ensemble_model, fold_sizes, folds, learn_weights
+
+    size = data.split_size(schema, "validation")
+    size = count_examples(validation) if size is None else size
+    sizes = fold_sizes(size, count)
+    if min(sizes) == 0:
+        return None
+    fold_weights, totals = [], {}
+    for k in range(count):
+        rest, held = folds(validation, k, size, count)
+        weights = learn_weights(members, schema, rest)
+        model = blocks.compile_model(ensemble_model(members, schema, weights), {"knobs": {}}, schema["task"])
+        for name, value in evaluate(model, held, "val").items():
+            totals[name] = totals.get(name, 0.0) + value * sizes[k]
+        fold_weights.append(weights)
+    return fold_weights, {name: total / size for name, total in totals.items()}
 
 
 def _test_score(metrics: dict) -> str:

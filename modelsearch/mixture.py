@@ -3,6 +3,11 @@
 For classification the members' probabilities are averaged and the ensemble outputs their log, so it
 is a drop-in "logits" model (softmax(log p) = p): trainers, distillation and serving treat it like any
 candidate. For regression the predictions are averaged.
+
+Learned weights are fitted on the validation split, never on train (the members were fitted there, so
+their train predictions flatter them) nor on test (only reported). `folds` cuts a split into FOLDS
+deterministic folds (example i of the split's fixed read order goes to fold i mod FOLDS), so that the
+Ensembler can score weights on examples they were not fitted on (modelsearch/ensembling.py).
 """
 from __future__ import annotations
 
@@ -49,8 +54,47 @@ def ensemble_model(members: list, schema: dict, weights: list[float]):
     return keras.Model(inputs, mixture(outputs), name="ensemble")
 
 
-def learn_weights(members: list, schema: dict, train_data, epochs: int = 30, seed: int = 0) -> list[float]:
-    """Mixture weights fitted to labels on a streamed split; the members stay frozen, only the mixture learns."""
+FOLDS = 2  # folds of the validation split for cross-fitted ensemble weights
+
+
+def fold_sizes(size: int, count: int = FOLDS) -> list[int]:
+    """The examples in each of `count` folds of a split of `size` examples (see folds)."""
+    return [len(range(k, size, count)) for k in range(count)]
+
+
+def folds(data, index: int, size: int, count: int = FOLDS, batch_size: int | None = None):
+    """(the other folds, fold `index`) of a batched (x, label) split of `size` examples: example i (in the
+    split's read order, which is fixed: sorted files, deterministic interleave) belongs to fold i mod `count`.
+    Streamed, rebatched to `batch_size` (default: modelsearch/data.py's EVAL_BATCH)."""
+    import math
+
+    import tensorflow as tf
+
+    from modelsearch.data import EVAL_BATCH
+
+    batch_size = batch_size or EVAL_BATCH
+    numbered = data.unbatch().enumerate()
+    held = fold_sizes(size, count)[index]
+
+    def part(inside, examples: int):
+        batches = numbered.filter(inside).map(lambda _, xy: xy).batch(batch_size)
+        # Keras then knows an epoch's length (a filtered dataset's is unknown to tf.data).
+        return batches.apply(tf.data.experimental.assert_cardinality(math.ceil(examples / batch_size)))
+
+    return (part(lambda i, _: tf.not_equal(i % count, index), size - held),
+            part(lambda i, _: tf.equal(i % count, index), held))
+
+
+def count_examples(data) -> int:
+    """The examples of a batched (x, label) dataset, counted in one streamed pass."""
+    import tensorflow as tf
+
+    return int(data.reduce(tf.constant(0, tf.int64), lambda n, batch: n + tf.cast(tf.shape(batch[1])[0], tf.int64)))
+
+
+def learn_weights(members: list, schema: dict, fit_data, epochs: int = 30, seed: int = 0) -> list[float]:
+    """Mixture weights fitted to labels on a streamed split (the Ensembler passes validation data); the
+    members stay frozen, only the mixture learns."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -62,5 +106,5 @@ def learn_weights(members: list, schema: dict, train_data, epochs: int = 30, see
     loss = (keras.losses.SparseCategoricalCrossentropy(from_logits=True) if classification
             else keras.losses.MeanSquaredError())
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
-    model.fit(train_data, epochs=epochs, verbose=0)
+    model.fit(fit_data, epochs=epochs, verbose=0)
     return model.get_layer("mixture").mixture_weights()

@@ -1,10 +1,10 @@
-"""The raw held-out test split, as a user would send it to the served model.
+"""The raw held-out splits (validation and test), as a user would send them to the served model.
 
-Preprocess writes the test rows' RAW values (named by serving input, plus the label) as tf.Examples
-under `Raw-test/` in the transformed-examples artifact. Anything that must judge a served model on
-the same held-out test (the winner against the last pushed model) scores a SavedModel's
-`serving_default` with `evaluate_saved_model`, which streams the split in batches (`raw_batches`);
-`load_raw_split` holds a whole split in memory, for tests.
+Preprocess writes the validation and test rows' RAW values (named by serving input, plus the label) as
+tf.Examples under `Raw-validation/` and `Raw-test/` in the transformed-examples artifact. Anything that must
+judge a served model (the winner against the last pushed model) scores a SavedModel's `serving_default`
+with `evaluate_saved_model`, which streams a split in batches (`raw_batches`): the push decision on
+validation, the test scores only reported; `load_raw_split` holds a whole split in memory, for tests.
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """The study's next search trial: ask the strategy for one candidate, reserve it in the trial store.
 
 This is where a free trainer turns to (ARCHITECTURE.md, "Who decides"): it reads every trial of the study
-at that moment (completed ones as evidence, running ones as taken), asks the configured strategy for ONE
-candidate and reserves it. Two trainers that ask at the same instant may get the same answer: the store
-lets one reservation win and the other trainer asks again on the newer state. Nothing here trains.
+at that moment (completed ones and those stopped early by the median rule as evidence, running ones as
+taken), asks the configured strategy for ONE candidate and reserves it. Two trainers that ask at the same
+instant may get the same answer: the store lets one reservation win and the other trainer asks again on the
+newer state. Nothing here trains.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def propose_one(strategy, trials: list[Trial], space, seed: int, number: int) ->
 
 def counted(trials: list[Trial], data_version: int = 0) -> list[Trial]:
     """The search trials that count against the budget and that strategies see: those on the study's current
-    data version but the lost ones (abandoned, interrupted), whose candidates may be tried again."""
+    data version but the lost ones (abandoned, interrupted), whose candidates may be tried again. A trial
+    stopped early (STOPPED) counts: it spent its share of the budget, fewer epochs of it."""
     return [t for t in trials if t.kind == SEARCH and t.state not in LOST and t.data_version == data_version]
 
 

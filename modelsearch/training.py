@@ -1,5 +1,9 @@
 """One trial's training: build the candidate, warm-start it from its parent, train, evaluate, export, record.
 
+A search trial whose curve falls below the completed trials' median stops early (the median rule: the
+decision is modelsearch/early_stopping.py's, a pure function of curves; here it is only asked every epoch),
+and is evaluated, exported and recorded as STOPPED with its curve and the reason.
+
 Plain functions, no orchestrator: the trainer loop (modelsearch/trainer_loop.py) runs `run_trial` in a
 process of its own per trial, and the exploit stages run it for replicas and students. Never decides
 what to train: the candidate arrives as a reserved trial (modelsearch/search.py) or from the exploit
@@ -14,12 +18,17 @@ import sys
 import time
 import traceback
 
-from modelsearch import data
+from modelsearch import data, early_stopping
 from modelsearch.config import SearchConfig
 from modelsearch.export import build_compiled, load_trial_model, read_schema, save_trial_model
-from modelsearch.trialstore import COMPLETED, DIVERGED, FAILED, INTERRUPTED, SEARCH, Trial, TrialStore
+from modelsearch.trialstore import (COMPLETED, DIVERGED, EVIDENCE, FAILED, INTERRUPTED, SEARCH, STOPPED, Trial,
+                                    TrialStore)
 
 TENSORBOARD_DIR = "tensorboard"  # under a trial's model directory: its TensorBoard logs
+# How often a trial under the median rule re-reads the completed trials' curves: the read costs about a
+# trial store query (only what changed since the last one), and a trial completed a few seconds ago need not
+# be in the median yet.
+CURVES_REFRESH_SECONDS = 5.0
 
 
 class Diverged(Exception):
@@ -57,15 +66,16 @@ def start_and_run(candidate: dict, examples_dir: str, transform_dir: str, store:
 
 def run_trial(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore, config: SearchConfig,
               model_dir: str, warm_start: bool = True) -> Trial:
-    """Trains a recorded running trial and records its end: completed, or failed, diverged or interrupted with
-    the reason. Whatever ends a trial early (an exception, a custom block's sys.exit, Ctrl-C) is recorded, and a
-    trial that did not complete keeps no model files."""
+    """Trains a recorded running trial and records its end: completed, stopped early by the median rule (with
+    its metrics, model and the reason), or failed, diverged or interrupted with the reason. Whatever ends a
+    trial early (an exception, a custom block's sys.exit, Ctrl-C) is recorded, and a trial that did not
+    complete or stop keeps no model files."""
     started = time.time()
     try:
-        metrics, num_params, inherited = train(trial, examples_dir, transform_dir, store, config, model_dir,
-                                               warm_start)
+        metrics, num_params, inherited, stopped = train(trial, examples_dir, transform_dir, store, config,
+                                                        model_dir, warm_start)
         store.complete_trial(trial.trial_id, metrics, num_params, inherited, model_dir, time.time() - started,
-                             peak_rss_mb())
+                             peak_rss_mb(), state=STOPPED if stopped else COMPLETED, reason=stopped or "")
     except KeyboardInterrupt:  # Ctrl-C or the run stopping: the candidate may be tried again
         _discard(model_dir)
         store.fail_trial(trial.trial_id, "interrupted: the run was stopped while the trial trained", INTERRUPTED)
@@ -100,17 +110,63 @@ def _discard(model_dir: str) -> None:
         pass
 
 
-def curve_recorder(store: TrialStore, trial_id: int):
+class CompletedCurves:
+    """The learning curves a running search trial is compared with: those of its study's completed search
+    trials on its data version. Read through the process's StudyView of the study (modelsearch/search.py:
+    after one full read, only the trials written since), at most every `refresh_seconds`."""
+
+    def __init__(self, store: TrialStore, trial: Trial, refresh_seconds: float = CURVES_REFRESH_SECONDS):
+        self.store, self.trial, self.refresh_seconds = store, trial, refresh_seconds
+        self._curves, self._read_at = [], None
+
+    def __call__(self) -> list[list]:
+        now = time.monotonic()
+        if self._read_at is None or now - self._read_at >= self.refresh_seconds:
+            from modelsearch.search import study_view
+            study = self.trial.study
+            trials = study_view(self.store, study).read(self.store, study)
+            self._curves = [t.curve for t in trials if t.state == COMPLETED and t.kind == SEARCH and t.curve
+                            and t.data_version == self.trial.data_version and t.trial_id != self.trial.trial_id]
+            self._read_at = now
+        return self._curves
+
+
+def median_rule(store: TrialStore, trial: Trial, config: SearchConfig, task_type: str):
+    """The early-stopping check of a trial: a function of its curve so far that returns the reason to stop it
+    now, or None. None instead of a function when the rule does not apply: the config turns it off, the trial
+    is not a search candidate (replicas and students train to the end), or it is a re-evaluation (it measures
+    the noise of the best architecture; cutting its unlucky seeds would hide that noise)."""
+    settings = {**early_stopping.DEFAULTS, **(config.early_stopping or {})}
+    if (settings["rule"] == early_stopping.NONE or trial.kind != SEARCH
+            or trial.mutation.startswith("reevaluate:")):
+        return None
+    completed = CompletedCurves(store, trial)
+
+    def check(curve: list) -> str | None:
+        epoch = curve[-1]["epoch"] if curve else 0
+        if epoch < settings["min_epochs"] or epoch >= config.max_epochs:  # too early; or the last epoch anyway
+            return None
+        stop = early_stopping.decide(curve, completed(), settings, task_type)
+        return stop.reason(config.max_epochs) if stop else None
+
+    return check
+
+
+def curve_recorder(store: TrialStore, trial_id: int, should_stop=None):
     """A Keras callback that records the learning curve in the trial store after every epoch (the progress
     display and the report read a running trial's epochs there) and stops a trial whose loss or metrics are
     no longer finite, saying where. Checked per epoch, not per batch as keras.callbacks.TerminateOnNaN does:
-    reading the loss every batch would wait for every step."""
+    reading the loss every batch would wait for every step.
+
+    `should_stop` (median_rule's check): a function of the curve so far that returns why the trial stops now,
+    or None; asked after every finite epoch that nothing else ended (place this callback after EarlyStopping,
+    so that a trial its patience ends is completed, not stopped). The reason is kept in `stopped`."""
     import keras
 
     class CurveRecorder(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.curve, self.diverged = [], None
+            self.curve, self.diverged, self.stopped, self._unreadable = [], None, None, False
 
         def on_epoch_end(self, epoch, logs=None):
             entry = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
@@ -122,6 +178,17 @@ def curve_recorder(store: TrialStore, trial_id: int):
             # A NaN never reaches the store (MLMD's SQLite cannot take it as a number): in the curve it is null.
             self.curve.append({k: (v if math.isfinite(v) else None) for k, v in entry.items()})
             store.record_curve(trial_id, self.curve)
+            if should_stop is not None and self.diverged is None and self.stopped is None \
+                    and not self.model.stop_training:
+                try:
+                    self.stopped = should_stop(self.curve)
+                except Exception as e:  # the store unreadable for a moment: train on, as without the rule
+                    if not self._unreadable:
+                        self._unreadable = True
+                        print(f"[modelsearch] trial {trial_id}: early stopping could not read the completed "
+                              f"trials ({e}); it trains on", file=sys.stderr, flush=True)
+                if self.stopped:
+                    self.model.stop_training = True
 
     return CurveRecorder()
 
@@ -134,8 +201,9 @@ def check_finite(metrics: dict) -> None:
 
 
 def train(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore, config: SearchConfig,
-          model_dir: str, warm_start: bool = True) -> tuple[dict, int, int]:
-    """(metrics, parameter count, inherited tensors) of the trained, exported trial."""
+          model_dir: str, warm_start: bool = True) -> tuple[dict, int, int, str | None]:
+    """(metrics, parameter count, inherited tensors, why the median rule stopped it or None) of the trained,
+    exported trial. A stopped trial is evaluated and exported like any other, from its best epoch's weights."""
     import keras
 
     from modelsearch.distillation import compile_for_distillation
@@ -160,10 +228,11 @@ def train(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore
         monitor = "val_label_loss"  # stop on the true labels, not on agreement with the teacher
     stop = keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=config.patience,
                                          restore_best_weights=True)
-    recorder = curve_recorder(store, trial.trial_id)
+    recorder = curve_recorder(store, trial.trial_id, median_rule(store, trial, config, task["type"]))
     board = keras.callbacks.TensorBoard(os.path.join(model_dir, TENSORBOARD_DIR), profile_batch=0)
+    # The recorder after EarlyStopping: it sees whether patience ended the trial at this epoch.
     history = model.fit(train_data, validation_data=fit_val, epochs=config.max_epochs,
-                        callbacks=[recorder, stop, board], shuffle=False, verbose=0)  # the dataset shuffles itself
+                        callbacks=[stop, recorder, board], shuffle=False, verbose=0)  # the dataset shuffles itself
     if recorder.diverged:
         raise Diverged(recorder.diverged + _hint(spec))
     if trial.teacher_id is not None:
@@ -184,7 +253,7 @@ def train(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore
     metrics["epochs"] = len(history.history["loss"])
     check_finite(metrics)
     save_trial_model(model, spec, transform_dir, schema, model_dir)
-    return metrics, model.count_params(), inherited
+    return metrics, model.count_params(), inherited, recorder.stopped
 
 
 def _hint(spec: dict) -> str:
@@ -205,12 +274,14 @@ def progress_line(trial: Trial, seconds: float) -> str:
         origin += (f" teacher={trial.teacher_id} ({trial.distillation.get('mode')} "
                    f"w={trial.distillation.get('weight', 0):.2f})")
     where = f"trial {trial.trial_id}" + (f" (#{trial.number})" if trial.number >= 0 else "")
-    if trial.state != COMPLETED:
+    if trial.state not in EVIDENCE:
         last = trial.error.strip().splitlines()[-1] if trial.error.strip() else "unknown error"
         return f"[modelsearch] {where} {trial.state.upper()} ({arch}, {origin}): {last}"
     m = trial.metrics
     score = (f"val_accuracy={m['val_accuracy']:.4f} test_accuracy={m['test_accuracy']:.4f}"
              if "val_accuracy" in m else f"val_loss={m['val_loss']:.4g} test_loss={m['test_loss']:.4g}")
     depth = len(trial.spec.get("blocks", []))
-    return (f"[modelsearch] {where}: {score} params={trial.num_params:,} depth={depth} [{arch}] {origin} "
-            f"inherited={trial.num_inherited} ({seconds:.0f}s)")
+    stopped = trial.state == STOPPED
+    return (f"[modelsearch] {where}{' STOPPED' if stopped else ''}: {score} params={trial.num_params:,} "
+            f"depth={depth} [{arch}] {origin} inherited={trial.num_inherited} ({seconds:.0f}s)"
+            + (f"; {trial.error}" if stopped else ""))

@@ -29,6 +29,13 @@ RUNNING, COMPLETED, FAILED, ABANDONED = "running", "completed", "failed", "aband
 # candidate may be proposed again. A DIVERGED trial (NaN or infinite loss) is a failure of its candidate.
 INTERRUPTED, DIVERGED = "interrupted", "diverged"
 LOST = (ABANDONED, INTERRUPTED)
+# A STOPPED search trial was cut short by early stopping across trials (modelsearch/early_stopping.py): its
+# curve was below the completed trials' median. It is recorded like a completed one (metrics, model, curve) with
+# the reason in `error`, counts against the budget, and is EVIDENCE for the strategies (ranked by its objective
+# like a completed trial, so it is a parent only if that puts it in the beam); the exploit stages (teacher,
+# ensemble members, student, push) take completed trials only, and the rule compares with completed curves only.
+STOPPED = "stopped"
+EVIDENCE = (COMPLETED, STOPPED)
 # What a trial is: a search candidate, a replica of the best (other seed), an ensemble, a distilled student.
 SEARCH, REPLICA, ENSEMBLE, STUDENT = "search", "replica", "ensemble", "student"
 DECISION_TYPE = "modelsearch.Decision"
@@ -62,7 +69,7 @@ class Trial:
     started: float = 0.0
     finished: float = 0.0
     train_seconds: float = 0.0
-    error: str = ""
+    error: str = ""            # why it failed, diverged, was lost, or was stopped early (STOPPED)
     worker: str = ""           # host:pid of the trainer that holds the trial
     lease_expires: float = 0.0  # 0: no lease (a trial recorded in one step, e.g. an ensemble)
     peak_rss_mb: float = 0.0   # the trial process's peak resident memory
@@ -298,11 +305,17 @@ class TrialStore:
         return self._store.get_artifacts_by_id(outputs)[0] if outputs else None
 
     def complete_trial(self, trial_id: int, metrics: dict, num_params: int, num_inherited: int,
-                       model_uri: str, train_seconds: float, peak_rss_mb: float = 0.0) -> None:
+                       model_uri: str, train_seconds: float, peak_rss_mb: float = 0.0, state: str = COMPLETED,
+                       reason: str = "") -> None:
+        """Records a trial's end with its metrics and model: COMPLETED, or STOPPED early with the reason."""
+        if state not in EVIDENCE:
+            raise ValueError(f"a trial with a model ends completed or stopped, not {state!r}")
         [execution] = self._store.get_executions_by_id([trial_id])
         execution.last_known_state = mlmd.Execution.COMPLETE
         props = execution.properties
-        props["state"].string_value = COMPLETED
+        props["state"].string_value = state
+        if reason:
+            props["error"].string_value = reason[-2000:]
         props["num_params"].int_value = int(num_params)
         props["num_inherited"].int_value = int(num_inherited)
         props["model_uri"].string_value = model_uri

@@ -238,7 +238,8 @@ def _why_nothing(store, study: str, output_dir: str) -> str:
 def _report(summary: dict, output_dir: str) -> None:
     """The run's last lines: counts, the best trial, the ensemble and student, the push."""
     best = summary["best"]
-    lost = {k: summary[f"trials_{k}"] for k in ("diverged", "interrupted", "abandoned") if summary[f"trials_{k}"]}
+    lost = {k: summary[f"trials_{k}"] for k in ("stopped", "diverged", "interrupted", "abandoned")
+            if summary[f"trials_{k}"]}
     print(f"[modelsearch] {summary['trials_completed']} trials completed, {summary['trials_failed']} failed"
           + "".join(f", {n} {k}" for k, n in lost.items())
           + f"; summary in {os.path.join(output_dir, 'summary.json')}", file=sys.stderr)

@@ -289,12 +289,12 @@ class Progress:
 
     def line(self, now: float) -> tuple[str, int | None]:
         """The progress line (the running trials' epochs after " | ") and the count of search trials done."""
-        from modelsearch.trialstore import COMPLETED, DIVERGED, FAILED, SEARCH
+        from modelsearch.trialstore import COMPLETED, DIVERGED, FAILED, SEARCH, STOPPED
 
         parts, elapsed = [self.stage] if self.stage else [], f"{_clock(now - self.started)} elapsed"
         if self.trials is None:  # the store is not there yet
             return PREFIX + ", ".join(parts + [elapsed]), None
-        finished = [t for t in self.trials if t.kind == SEARCH and t.state in (COMPLETED, FAILED, DIVERGED)]
+        finished = [t for t in self.trials if t.kind == SEARCH and t.state in (COMPLETED, STOPPED, FAILED, DIVERGED)]
         running = self._running()
         done, earlier = len(finished), sum(t.finished < self.started for t in finished)
         parts.append(f"{done}/{self.budget} search trials done" + (f" ({earlier} from earlier runs)" * bool(earlier)))

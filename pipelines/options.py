@@ -58,7 +58,7 @@ def add_search_options(parser: argparse.ArgumentParser, cluster: bool = False) -
     parser.add_argument("--study", default="default", help="the study's name in the trial store")
     parser.add_argument("--push-destination", metavar="DIR",
                         help="TF Serving model base directory: the winner is pushed to DIR/<version>/ when it "
-                             "beats the last pushed model on the held-out test (local path or gs://"
+                             "beats the last pushed model on this run's validation split (local path or gs://"
                              + ("" if cluster else "; demo default: OUTPUT_DIR/serving") + ")")
     parser.add_argument("--push-policy", choices=["best_accuracy", "within_budget"],
                         help="which model to push: the best on validation (default), or the best within --max-params")

@@ -12,12 +12,12 @@ import time
 from html import escape
 
 from modelsearch.strategies.base import score
-from modelsearch.trialstore import COMPLETED, ENSEMBLE, REPLICA, SEARCH, STUDENT
+from modelsearch.trialstore import COMPLETED, ENSEMBLE, REPLICA, SEARCH, STOPPED, STUDENT
 from pipelines.trial_commands import (architecture, is_classification, leaderboard_rows, metric_columns,
                                       ranked, reason, shorten, state_counts, study_trials, summary_line)
 
 STATE_COLOURS = {"completed": "#54a24b", "running": "#4c78a8", "failed": "#e45756", "diverged": "#f58518",
-                 "interrupted": "#b279a2", "abandoned": "#9d9d9d"}
+                 "interrupted": "#b279a2", "abandoned": "#9d9d9d", "stopped": "#eeca3b"}
 KIND_COLOURS = {SEARCH: "#4c78a8", REPLICA: "#72b7b2", ENSEMBLE: "#b279a2", STUDENT: "#f58518"}
 LINES = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d", "#ff9da6",
          "#79706e"]
@@ -229,7 +229,7 @@ def _lineage(trials) -> str:
 
 def _curves(trials, classification) -> str:
     order, _ = ranked(trials)
-    top = [t for t in order if t.state == COMPLETED and t.curve][:MAX_CURVES]
+    top = [t for t in order if t.state in (COMPLETED, STOPPED) and t.curve][:MAX_CURVES]  # where trials were cut
     title = f"<h2>Learning curves (the top {len(top)} trials)</h2>" if top else "<h2>Learning curves</h2>"
     if not top:
         return f'{title}<p class="empty">no learning curves recorded</p>'
@@ -242,9 +242,16 @@ def _curves(trials, classification) -> str:
     return f'{title}<div class="plots">{"".join(panels)}</div><p class="legend">{legend}</p>'
 
 
+def _curve_value(entry: dict, key: str):
+    """An epoch's `key` on the true labels: a distilled trial's val_loss is its loss against the teacher too, so
+    its curve's val_label_loss (val_label_accuracy) is the one comparable with the others'."""
+    value = entry.get(key.replace("val_", "val_label_", 1), entry.get(key))
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 def _curve_panel(top, key, label, name) -> str:
-    series = [(t, [(e.get("epoch", i + 1), e[key]) for i, e in enumerate(t.curve)
-                   if isinstance(e.get(key), (int, float)) and math.isfinite(e[key])]) for t in top]
+    series = [(t, [(e.get("epoch", i + 1), _curve_value(e, key)) for i, e in enumerate(t.curve)
+                   if _curve_value(e, key) is not None]) for t in top]
     values = [p for _, points in series for p in points]
     if not values:
         return f'<div class="plot"><p class="empty">no {escape(label)} recorded</p></div>'

@@ -7,7 +7,7 @@ import os
 from modelsearch.export import SERVING_DIR
 from modelsearch.strategies.base import score
 from modelsearch.trialstore import (ABANDONED, COMPLETED, DIVERGED, ENSEMBLE, FAILED, INTERRUPTED, RUNNING, SEARCH,
-                                    STUDENT, TrialStore)
+                                    STOPPED, STUDENT, TrialStore)
 
 
 def _model(trial) -> dict | None:
@@ -32,6 +32,7 @@ def build_summary(store: TrialStore, study: str, pushed_to: str | None = None,
         "study": study,
         "data_version": store.data_version(study),
         "trials_completed": len(completed),
+        "trials_stopped": sum(t.state == STOPPED for t in search),  # cut short by the median rule: evidence
         "trials_failed": sum(t.state == FAILED for t in search),
         "trials_diverged": sum(t.state == DIVERGED for t in search),
         "trials_abandoned": sum(t.state == ABANDONED for t in search),  # lost with their trainer, retried
@@ -62,8 +63,10 @@ def push_summary(store: TrialStore, study: str, pushed_to: str | None, push_dest
     return {"pushed": bool(decision["pushed"] and pushed_to), "reason": decision["reason"],
             "version_path": pushed_to if decision["pushed"] else None,
             "winner_trial_id": decision.get("winner_trial_id"), "winner_kind": decision.get("winner_kind"),
-            "test": decision.get("test"), "previous_version": decision.get("previous_version"),
-            "previous_test": decision.get("previous_test")}
+            # What decided (validation) and what is only reported (test), for the winner and the last push.
+            "validation": decision.get("validation"), "test": decision.get("test"),
+            "previous_version": decision.get("previous_version"),
+            "previous_validation": decision.get("previous_validation"), "previous_test": decision.get("previous_test")}
 
 
 def write_summary(store: TrialStore, study: str, output_dir: str, pushed_to: str | None = None,

@@ -98,7 +98,9 @@ def test_kills_at_every_stage_then_resume_to_the_clean_runs_store(tmp_path):
     data, config = tmp_path / "tiny.csv", tmp_path / "search.json"
     write_tiny_csv(data)
     # Long enough trials (20 epochs) that a poll sees one mid-training; one replica keeps the Ensembler short.
-    config.write_text(json.dumps({"max_epochs": 20, "patience": 20, "ensemble": {"replicas": 1}}))
+    # The median rule off: which trials it stops depends on when others completed, which kills change.
+    config.write_text(json.dumps({"max_epochs": 20, "patience": 20, "ensemble": {"replicas": 1},
+                                  "early_stopping": {"rule": "none"}}))
 
     # The clean run, and a second run on its study while it searches: refused, and the first goes on.
     clean, clean_log = tmp_path / "clean", tmp_path / "clean.log"

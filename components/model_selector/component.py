@@ -1,4 +1,5 @@
-"""ModelSelector: the winner by the push policy, blessed for the Pusher only if it beats the last push."""
+"""ModelSelector: the winner by the push policy, blessed for the Pusher only if it beats the last push on this
+run's validation split (the test split is only reported)."""
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.channel import Channel

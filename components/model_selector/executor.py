@@ -1,4 +1,5 @@
-"""ModelSelector's work: modelsearch/selection.py's push decision, recorded, and the blessing for TFX's Pusher."""
+"""ModelSelector's work: modelsearch/selection.py's push decision (on validation), recorded, and the blessing for
+TFX's Pusher."""
 from __future__ import annotations
 
 import os

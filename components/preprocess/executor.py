@@ -6,8 +6,8 @@ as a CSV row without a label, is left out)
 -> tft analysis on train, the same transform applied to every split -> one float32 feature `x` of
 shape schema["input_shape"] and a `label` (int64 class index, or float32) per example, written as
 gzipped TFRecords in TFX's Examples layout (`Split-<name>/data-*.tfrecord.gz`); the transform graph
-goes to transform_dir, which serving uses to take raw features. The raw test rows go to `Raw-test/`
-(see raw_examples.py).
+goes to transform_dir, which serving uses to take raw features. The raw validation and test rows go to
+`Raw-validation/` and `Raw-test/` (see raw_examples.py): served models are judged on them.
 """
 from __future__ import annotations
 
@@ -251,13 +251,14 @@ def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_di
                           | f"Batch[{name}]" >> beam.BatchElements(min_batch_size=1, max_batch_size=1000)
                           | f"ToArrow[{name}]" >> beam.Map(_to_record_batch, arrow_types))
                    for name, _ in splits}
-            # The raw held-out rows, to judge served models (a pushed one included) on the same test.
-            test_name = splits[-1][0]
-            _ = (rows[test_name]
-                 | "EncodeRaw" >> beam.Map(encode_raw, schema)
-                 | "WriteRaw" >> beam.io.WriteToTFRecord(
-                     os.path.join(examples_dir, RAW_DIR.format(split=test_name), "data"),
-                     file_name_suffix=".tfrecord.gz", compression_type=CompressionTypes.GZIP))
+            # The raw held-out rows, to judge served models (a pushed one included) on this run's rows: the push
+            # decision on validation, the test scores reported.
+            for name, _percent in splits[1:]:
+                _ = (rows[name]
+                     | f"EncodeRaw[{name}]" >> beam.Map(encode_raw, schema)
+                     | f"WriteRaw[{name}]" >> beam.io.WriteToTFRecord(
+                         os.path.join(examples_dir, RAW_DIR.format(split=name), "data"),
+                         file_name_suffix=".tfrecord.gz", compression_type=CompressionTypes.GZIP))
             train_name = splits[0][0]
             (transformed_train, _), transform_fn = (
                 (raw[train_name], adapter_config) | "Analyze" >> tft_beam.AnalyzeAndTransformDataset(

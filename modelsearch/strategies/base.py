@@ -6,6 +6,8 @@ import dataclasses
 import math
 import random
 
+from modelsearch.trialstore import EVIDENCE, RUNNING
+
 MAX_TRIES = 200  # mutations tried per wanted candidate before giving up (the space may be used up)
 
 
@@ -24,10 +26,23 @@ def score(trial) -> float:
     return trial.metrics.get("objective", -math.inf)
 
 
+def is_evidence(trial) -> bool:
+    """Whether a trial's result informs the search: completed, or stopped early by the median rule (its
+    objective, lower for being cut short, is ranked like any other; a stopped trial is a parent only if that
+    rank puts it among the best). Failed and diverged trials are taken (never proposed again), not evidence."""
+    return trial.state in EVIDENCE
+
+
+def is_taken_run(trial) -> bool:
+    """A training of its architecture that has a result or will have one (evidence, or still running)."""
+    return trial.state in EVIDENCE or trial.state == RUNNING
+
+
 class Strategy(abc.ABC):
     @abc.abstractmethod
     def propose(self, trials: list, n: int, space, rng: random.Random) -> list[Candidate]:
-        """`n` new candidates given every trial of the study so far (any state).
+        """`n` new candidates given every trial of the study so far (any state; `is_evidence` says which
+        have results to learn from).
 
         `space` offers random_spec(rng), mutate(spec, rng, p_deeper) -> (spec, mutation) | None
         and key(spec); a strategy never proposes a key already in `trials` or twice in one call.

@@ -13,6 +13,10 @@ of a study. Two rules keep it honest:
 - near-ties: once re-evaluations measure the noise (sigma, pooled over repeated architectures), the
   beam also keeps every architecture within `tie_sigmas` sigma of its k-th member: the data cannot
   tell them apart, so all of them are mutated.
+
+Trials stopped early by the median rule (modelsearch/early_stopping.py) are evidence like completed ones:
+ranked by their objective (lower, for being cut short), so a stopped architecture is mutated only if that
+still puts it in the beam, and it counts towards `min_completed`.
 """
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ import json
 import math
 import statistics
 
-from modelsearch.strategies.base import Candidate, Strategy, add_mutants, fill_random, score
+from modelsearch.strategies.base import (Candidate, Strategy, add_mutants, fill_random, is_evidence, is_taken_run,
+                                         score)
 
 REEVALUATE = "reevaluate"
 
@@ -36,12 +41,12 @@ class BeamSearch(Strategy):
         self.tie_sigmas = tie_sigmas
 
     def ranked(self, trials, key=None) -> list[tuple[float, list]]:
-        """(mean score, its completed trials oldest first) per architecture, best first; ties go to the
-        older architecture, so the order does not depend on the order the store returns trials in."""
+        """(mean score, its completed or stopped trials oldest first) per architecture, best first; ties go to
+        the older architecture, so the order does not depend on the order the store returns trials in."""
         key = key or (lambda spec: json.dumps(spec, sort_keys=True))
         groups = {}
         for t in sorted(trials, key=lambda t: t.trial_id):
-            if t.state == "completed":
+            if is_evidence(t):
                 groups.setdefault(key(t.spec), []).append(t)
         # Most architectures have one result, its own mean: fmean (exact summation) only for repeats.
         means = [(score(ts[0]) if len(ts) == 1 else statistics.fmean(score(t) for t in ts), ts)
@@ -67,7 +72,7 @@ class BeamSearch(Strategy):
             return None
         best = ranked[0][1][0]
         best_key = space.key(best.spec)
-        runs = sum(1 for t in trials if t.state in ("completed", "running") and space.key(t.spec) == best_key)
+        runs = sum(1 for t in trials if is_taken_run(t) and space.key(t.spec) == best_key)
         spent = sum(1 for t in trials if t.mutation.startswith(REEVALUATE))
         if runs >= self.evaluations or spent + 1 > self.reevaluate_share * (len(trials) + 1):
             return None

@@ -1,13 +1,13 @@
 """Regularized (aging) evolution, Real et al. 2019.
 
-The population is the `population` most recent completed trials, so old architectures age out
-however good they were. Each child: sample `tournament` members, mutate the best of them once
+The population is the `population` most recent completed (or early-stopped) trials, so old
+architectures age out however good they were. Each child: sample `tournament` members, mutate the best of them once
 (one `space.mutate` call: one edge of a cell, or one block/knob of a Model Search spec). Random
 architectures until the population is full. Stateless: everything is derived from the trials.
 """
 from __future__ import annotations
 
-from modelsearch.strategies.base import Strategy, add_mutants, fill_random, score
+from modelsearch.strategies.base import Strategy, add_mutants, fill_random, is_evidence, score
 
 
 class RegularizedEvolution(Strategy):
@@ -19,7 +19,7 @@ class RegularizedEvolution(Strategy):
         self.p_deeper = p_deeper
 
     def current_population(self, trials) -> list:
-        completed = sorted((t for t in trials if t.state == "completed"), key=lambda t: t.trial_id)
+        completed = sorted((t for t in trials if is_evidence(t)), key=lambda t: t.trial_id)
         return completed[-self.population:]
 
     def propose(self, trials, n, space, rng):

@@ -16,7 +16,7 @@ import time
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as mlmd
 
-from modelsearch.errors import UserError
+from common.errors import UserError, first_line
 
 STUDY_TYPE = "modelsearch.Study"
 TRIAL_TYPE = "modelsearch.Trial"
@@ -101,6 +101,21 @@ def connection_config(config: dict | str) -> mlmd.ConnectionConfig:
     else:
         raise UserError(f"trial store config {config!r} names no backend: use {{\"sqlite\": PATH}} or {{\"mysql\": {{...}}}}")
     return result
+
+
+def open_store(config: dict) -> "TrialStore":
+    """TrialStore(config), with MLMD's refusal of a damaged or foreign file where the store should be as one
+    UserError line (without the SQL statement MLMD appends, or a password)."""
+    try:
+        return TrialStore(config)
+    except UserError:
+        raise
+    except Exception as e:  # MLMD raises its own error classes
+        why = first_line(e).split(" query: ")[0]
+        where = config.get("sqlite") or "MySQL {host}/{database}".format(**{"host": "", "database": "",
+                                                                              **config.get("mysql", {})})
+        raise UserError(f"the trial store {where} cannot be opened ({why}); it is damaged or not a trial store: "
+                        "move it away to start a new study, or pass another --output-dir") from None
 
 
 class StudyLocked(UserError):

@@ -76,23 +76,6 @@ def check_output_dir(output_dir: str) -> None:
                         "you can write") from None
 
 
-def _open_store(config: dict):
-    from modelsearch.trialstore import TrialStore
-    try:
-        return TrialStore(config)
-    except UserError:
-        raise
-    except Exception as e:  # MLMD's errors: a damaged or foreign file where the trial store should be
-        why = first_line(e).split(" query: ")[0]  # MLMD appends the whole SQL statement
-        raise UserError(f"the trial store {config.get('sqlite', config)} cannot be opened ({why}); it is damaged or "
-                        "not a trial store: move it away to start a new study, or pass another --output-dir") from None
-
-
-def first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 RESUME = "run the same command again to resume"
 
 
@@ -105,14 +88,15 @@ def _terminate(signum, frame):
 
 
 @contextlib.contextmanager
-def study_lock(store_config: dict, study: str, command: str):
+def study_lock(store, study: str, command: str):
     """Holds the study's lock for the run (modelsearch/trialstore.py, acquire_lock), renewed by a thread with
     its own connection (an MLMD store is not shared across threads), released at the end, even on Ctrl-C."""
     import threading
 
     from modelsearch.trialstore import LOCK_SECONDS, TrialStore
 
-    lock_id = _open_store(store_config).acquire_lock(study, command)
+    store_config = store.config
+    lock_id = store.acquire_lock(study, command)
     stop = threading.Event()
 
     def renew():
@@ -127,7 +111,7 @@ def study_lock(store_config: dict, study: str, command: str):
     finally:
         stop.set()
         renewer.join()
-        TrialStore(store_config).release_lock(lock_id)
+        store.release_lock(lock_id)
 
 
 def search(args, data_path: str, label: str | None, problem_type: str | None, input_kind: str | None = None,
@@ -154,36 +138,33 @@ def search(args, data_path: str, label: str | None, problem_type: str | None, in
     from modelsearch.space import SearchSpace
     SearchSpace(config, schema["input_shape"])  # unknown or unfit blocks fail here, before any work
 
-    where = local_runner.paths(args.output_dir, args.pipeline_root or "")
-    store_config = where["trial_store"]
-    _open_store(store_config)  # a damaged trial store is refused before anything is written beside it
+    from modelsearch.trialstore import open_store
+    # A damaged trial store is refused before anything is written beside it.
+    store = open_store(local_runner.paths(args.output_dir)["trial_store"])
     console.open_log(os.path.join(args.output_dir, LOG_FILE))  # the input is good: the output dir is wanted
-    progress = console.Progress(store_config, args.study, config.trials, trainers)
+    progress = console.Progress(store.config, args.study, config.trials, trainers)
     progress.stage = "starting"
     progress.start(since=getattr(args, "started", None))
     try:
-        summary = _search_locked(args, data_path, label, problem_type, input_kind, input_shape, config, schema,
-                                 trainers, where, progress)
+        summary = _search_locked(args, store, data_path, label, problem_type, input_kind, input_shape, config,
+                                 schema, trainers, progress)
     finally:
         progress.stop()  # before the last lines, which a status line must not cut
-    store = _open_store(store_config)
     _report(summary, args.output_dir)
     if not summary["trials_completed"]:
         raise NothingCompleted(_why_nothing(store, args.study, args.output_dir))
     return summary
 
 
-def _search_locked(args, data_path, label, problem_type, input_kind, input_shape, config, schema, trainers,
-                   where, progress) -> dict:
+def _search_locked(args, store, data_path, label, problem_type, input_kind, input_shape, config, schema, trainers,
+                   progress) -> dict:
     """The search while holding the study's lock: leftovers closed, the data checked and versioned, the pipeline
     run; a stop (Ctrl-C, SIGTERM) records the running trials as interrupted and says how to resume."""
     from modelsearch import data_versions
     from pipelines import local_runner
     from pipelines.summary import write_json_atomically, write_summary
 
-    store_config = where["trial_store"]
-    with study_lock(store_config, args.study, " ".join(["modelsearch", *sys.argv[1:]])):
-        store = _open_store(store_config)
+    with study_lock(store, args.study, " ".join(["modelsearch", *sys.argv[1:]])):
         data_versions.check(store, args.study, schema)  # a changed schema is refused before anything runs
         left = store.interrupt_running(args.study, "interrupted: the run that trained it ended (killed or "
                                                    "stopped) before the trial finished")
@@ -207,7 +188,7 @@ def _search_locked(args, data_path, label, problem_type, input_kind, input_shape
                 args.output_dir, data_path, label, args.study, config, config.trials, trainers, seed=args.seed,
                 problem_type=problem_type or "", push_destination=args.push_destination or "",
                 input_kind=input_kind or "", input_shape=input_shape or "", beam_pipeline_args=args.beam_args,
-                pipeline_root=args.pipeline_root or "", data_fingerprint=fingerprint, trial_store=store_config,
+                pipeline_root=args.pipeline_root or "", data_fingerprint=fingerprint, trial_store=store.config,
                 on_node_start=lambda node: setattr(progress, "stage", console.node_stage(node)))
         except KeyboardInterrupt as e:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the bookkeeping short

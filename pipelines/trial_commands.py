@@ -12,7 +12,7 @@ import time
 
 from modelsearch.errors import UserError
 from modelsearch.strategies.base import score
-from modelsearch.trialstore import COMPLETED, ENSEMBLE, REPLICA, SEARCH, STUDENT, STUDY_TYPE, TrialStore
+from modelsearch.trialstore import COMPLETED, ENSEMBLE, REPLICA, SEARCH, STUDENT, STUDY_TYPE, TrialStore, open_store
 
 COMMANDS = ("trials", "show", "report")
 KINDS = (SEARCH, REPLICA, ENSEMBLE, STUDENT)
@@ -69,12 +69,8 @@ def open_study(output_dir: str, study: str | None) -> tuple[TrialStore, str]:
     if not os.path.isfile(path):  # checked first: opening the store would create an empty one
         raise UserError(f"{output_dir} holds no study (no {os.path.basename(path)}); run `modelsearch run ... "
                         f"--output-dir {output_dir}` first")
-    try:
-        store = TrialStore({"sqlite": path})
-        names = study_names(store)
-    except Exception as e:  # MLMD's errors: a damaged or foreign file where the trial store should be
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(" query:  ")[0]  # not MLMD's SQL
-        raise UserError(f"the trial store {path} cannot be opened ({shorten(first, 120)})") from None
+    store = open_store({"sqlite": path})
+    names = study_names(store)
     if study is None:
         study = _last_study(output_dir) or (names[0] if len(names) == 1 else "default")
     if study not in names:

@@ -30,9 +30,9 @@ import io
 from collections import Counter
 from itertools import islice
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 from components.preprocess import shaped_table
-from components.preprocess.values import (cell_value, count_text, describe_columns, first_line, infer_task, is_missing,
+from components.preprocess.values import (cell_value, count_text, describe_columns, infer_task, is_missing,
                                           label_notes, label_value, table_width, to_number, tokens_text)
 
 FORMAT = "csv"

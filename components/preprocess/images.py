@@ -7,8 +7,7 @@ transform graph.
 """
 from __future__ import annotations
 
-from common.errors import UserError
-from components.preprocess.values import first_line
+from common.errors import UserError, first_line
 from modelsearch.kinds import model_shape, shape_text
 
 IMAGE_FORMATS = ("PNG", "JPEG")

@@ -16,9 +16,8 @@ Every route reads its data through tf.io.gfile: a local path and a gs:// URI ali
 """
 from __future__ import annotations
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 from components.preprocess import csv_table, image_folder, tfrecords
-from components.preprocess.values import first_line
 
 ROUTES = (tfrecords, image_folder, csv_table)  # the order detect tries: csv_table takes any file, so it is last
 _BY_FORMAT = {route.FORMAT: route for route in ROUTES}

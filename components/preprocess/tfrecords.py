@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 from components.preprocess import shaped_table
 from components.preprocess.images import image_column, image_info, image_shape
-from components.preprocess.values import (cell_value, first_line, infer_task, label_value, serving_names,
+from components.preprocess.values import (cell_value, infer_task, label_value, serving_names,
                                           table_columns, table_width)
 from modelsearch.kinds import kind_of_shape, model_shape, shape_text, size, square_shape
 

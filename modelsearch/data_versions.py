@@ -65,9 +65,10 @@ def _difference(old: dict, new: dict) -> str:
     return f"the input shape is {new['input_shape']}, not {old['input_shape']}"
 
 
-def check(store, study: str, schema: dict) -> None:
-    """Refuses data whose schema differs from the study's current version (one line naming the fix)."""
-    versions = store.data_versions(study)
+def check(store, study: str, schema: dict, versions: list | None = None) -> None:
+    """Refuses data whose schema differs from the study's current version (one line naming the fix).
+    `versions`: the study's data versions, if the caller read them already."""
+    versions = store.data_versions(study) if versions is None else versions
     if versions and versions[-1]["signature"] != signature(schema):
         raise UserError(f"study {study!r} was searched on other data: {_difference(versions[-1]['signature'], signature(schema))}; "
                         f"search this data as a study of its own (--study NAME) or in a new --output-dir")
@@ -76,9 +77,9 @@ def check(store, study: str, schema: dict) -> None:
 def register(store, study: str, schema: dict) -> int:
     """The study's data version for this data (schema["data_fingerprint"], written by Preprocess): the current
     one when the content is unchanged, else a new one, recorded. Raises UserError for a changed schema."""
-    check(store, study, schema)
-    content = schema.get("data_fingerprint", "")
     versions = store.data_versions(study)
+    check(store, study, schema, versions)
+    content = schema.get("data_fingerprint", "")
     if versions and (not content or versions[-1]["fingerprint"] == content):
         return versions[-1]["version"]
     version = versions[-1]["version"] + 1 if versions else 0

@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 
+from common.process_exit import die_with_parent
 from modelsearch.config import SearchConfig
 from modelsearch.search import create_strategy, next_trial
 from modelsearch.trialstore import LEASE_SECONDS, RUNNING, Trial, TrialStore
@@ -152,15 +153,3 @@ def _serve(connection, trial_store, examples_dir: str, transform_dir: str, confi
     except KeyboardInterrupt:  # Ctrl-C: run_trial recorded the trial as interrupted; end without a traceback
         sys.stderr.flush()
         os._exit(130)
-
-
-def die_with_parent() -> None:
-    """This process does not outlive its parent (Linux). A trial worker dies with its trainer: a killed
-    trainer's trial is reclaimed by its lease, and must not also finish behind the back of the trainer that
-    trains it again. A pipeline node dies with the forkserver it was forked from, which ends with the run:
-    a killed run leaves no trainer training on."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass

@@ -479,7 +479,7 @@ class TrialStore:
         try:
             lock_id, _, _ = _retrying(self._store.put_execution, execution, [], [self._study_context(study)])
         except errors.AlreadyExistsError:
-            raise StudyLocked(study, "another run that started at the same moment", command) from None
+            raise StudyLocked(study, "another run that started at the same moment") from None
         return lock_id
 
     def renew_lock(self, lock_id: int, lock_seconds: float = LOCK_SECONDS) -> None:

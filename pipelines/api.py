@@ -26,6 +26,7 @@ import re
 
 from modelsearch.errors import UserError
 from pipelines import cli, local_runner
+from pipelines.trial_commands import architecture
 
 DEFAULT_ROOT = "modelsearch_runs"  # output_dir default: ./modelsearch_runs/<study>
 KINDS = ("search", "ensemble", "student", "pushed")
@@ -175,7 +176,7 @@ class ModelSearch:
         trials = self._store().trials(self.study) if os.path.exists(path) else []
         metrics = sorted({name for t in trials for name in t.metrics})
         rows = [{"trial_id": t.trial_id, "kind": t.kind, "state": t.state, "number": t.number,
-                 "architecture": architecture(t.spec, t.kind), **t.metrics, "num_params": t.num_params,
+                 "architecture": architecture(t), **t.metrics, "num_params": t.num_params,
                  "parent_id": t.parent_id, "mutation": t.mutation, "train_seconds": t.train_seconds,
                  "error": t.error.strip().splitlines()[-1] if t.error.strip() else ""} for t in trials]
         frame = pd.DataFrame(rows, columns=COLUMNS_BEFORE + metrics + COLUMNS_AFTER)
@@ -247,6 +248,8 @@ class ModelSearch:
         nothing was pushed (or of `kind`, as in best_model), to `path` (a new or empty folder; local or gs://),
         and returns `path`. TF Serving wants it under a version: export("models/mine/1")."""
         import tensorflow as tf
+        from tfx.utils import io_utils
+
         from modelsearch.export import SERVING_DIR
 
         path = os.fspath(path)
@@ -255,18 +258,5 @@ class ModelSearch:
         source = os.path.join(self._trial(kind).model_uri, SERVING_DIR)
         if tf.io.gfile.exists(path) and (not tf.io.gfile.isdir(path) or tf.io.gfile.listdir(path)):
             raise UserError(f"export path {path} exists and is not an empty folder: pass a new path")
-        for folder, _, files in tf.io.gfile.walk(source):
-            target = os.path.join(path, os.path.relpath(folder, source))
-            tf.io.gfile.makedirs(target)
-            for name in files:
-                tf.io.gfile.copy(os.path.join(folder, name), os.path.join(target, name), overwrite=True)
+        io_utils.copy_dir(source, path)  # through tf.io.gfile: local or gs://
         return path
-
-
-def architecture(spec: dict, kind: str) -> str:
-    """A trial's architecture in a few characters: its block names joined by "+" (an ensemble: its members)."""
-    if "blocks" in spec:
-        return "+".join(b["name"] for b in spec["blocks"])
-    if "members" in spec:
-        return f"{kind}[{','.join(str(m) for m in spec['members'])}]"
-    return kind

@@ -24,7 +24,7 @@ from tfx.orchestration.portable import launcher, runtime_parameter_utils, tfx_ru
 from tfx.proto.orchestration import pipeline_pb2
 
 from modelsearch.errors import UserError
-from modelsearch.trainer_loop import die_with_parent
+from common.process_exit import die_with_parent
 from pipelines.node_server import node_context
 
 

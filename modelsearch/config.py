@@ -6,7 +6,7 @@ import json
 import math
 import re
 
-from modelsearch import early_stopping
+from modelsearch import early_stopping, objective
 from modelsearch.errors import UserError
 
 DEFAULT_KNOBS = {
@@ -38,10 +38,26 @@ SECTIONS = {
     # trial whose best validation objective is below the median of completed trials' mean at the same epoch
     # (by more than `margin`) stops there, from epoch `min_epochs` and once `min_trials` trials completed.
     "early_stopping": dict(early_stopping.DEFAULTS),
+    # What the search maximises (modelsearch/objective.py, where the formulas are): the validation metric, or
+    # traded against a parameter and/or a serving-latency target, softly (MnasNet's reward) or as a hard limit.
+    "objective": dict(objective.DEFAULTS),
 }
 ENSEMBLE_METHODS = ("average", "weighted", "replicas")
 CPU_QUANTITY = re.compile(r"^\d+(\.\d+)?m?$")
 MEMORY_QUANTITY = re.compile(r"^\d+(\.\d+)?([KMGTPE]i|[kMGTPE])?$")
+DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text) -> float:
+    """Seconds of a duration: a number of seconds (90, "90") or one with a unit ("90s", "30m", "2h", "1.5h").
+    Raises ValueError saying what is accepted."""
+    match = DURATION.match(str(text)) if not isinstance(text, bool) else None
+    seconds = float(match[1]) * DURATION_UNITS[match[2]] if match else 0.0
+    if not seconds > 0 or not math.isfinite(seconds):
+        raise ValueError(f"{text!r} is not a duration; pass seconds or a number with s, m or h, "
+                         "such as 90, 90s, 30m or 2h")
+    return seconds
 
 
 def _is_number(value) -> bool:
@@ -110,6 +126,10 @@ class SearchConfig:
     push: dict = _section("push")
     trainer_pods: dict = _section("trainer_pods")
     early_stopping: dict = _section("early_stopping")
+    objective: dict = _section("objective")
+    # The search's wall-clock budget in seconds (null: none), counted from when the search opens; the search
+    # ends at the trial budget or at this, whichever comes first (modelsearch/search.py, open_search).
+    time_budget: float | None = None
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,6 +145,11 @@ class SearchConfig:
         if unknown:
             raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(fields)}")
         config = cls(**data)
+        if isinstance(config.time_budget, str):  # "30m" in a file as on the command line
+            try:
+                config.time_budget = parse_duration(config.time_budget)
+            except ValueError as e:
+                raise UserError(f"{source}: time_budget: {e}") from None
         if isinstance(config.knobs, dict):
             config.knobs = {**DEFAULT_KNOBS, **config.knobs}
         for name, defaults in SECTIONS.items():
@@ -153,6 +178,9 @@ class SearchConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "min_completed" else 1):
                 fail(f"{name} must be a positive whole number, got {value!r}")
+        if self.time_budget is not None and (not _is_number(self.time_budget) or self.time_budget <= 0):
+            fail(f"time_budget must be a number of seconds > 0, a duration such as \"30m\", or null, "
+                 f"got {self.time_budget!r}")
         if not _is_number(self.p_deeper) or not 0 <= self.p_deeper <= 1:
             fail(f"p_deeper must be a probability between 0 and 1, got {self.p_deeper!r}")
         depth = self.initial_depth
@@ -225,6 +253,9 @@ class SearchConfig:
             fail(f"trainer_pods.gpu_type must name an accelerator (nvidia.com/gpu on Kubernetes, e.g. "
                  f"NVIDIA_TESLA_T4 on Vertex AI), got {pods['gpu_type']!r}")
         problem = early_stopping.check(self.early_stopping)
+        if problem:
+            fail(problem)
+        problem = objective.check(self.objective)
         if problem:
             fail(problem)
 

@@ -19,12 +19,12 @@ import time
 
 import numpy as np
 
-from modelsearch import data
+from modelsearch import data, latency, objective
 from modelsearch.config import SearchConfig
 from modelsearch.exploit import completed_search, ranked
 from modelsearch.export import SERVING_DIR, export_serving_model, load_trial_model, read_schema, write_spec
 from modelsearch.mixture import FOLDS
-from modelsearch.training import evaluate, objective, start_and_run
+from modelsearch.training import evaluate, start_and_run
 from modelsearch.trialstore import COMPLETED, ENSEMBLE, REPLICA, Trial, TrialStore
 
 REPLICA_SEED_STEP = 7919  # replica r of a trial trains with seed + r * step: other init and shuffles
@@ -97,9 +97,11 @@ def build_ensemble(store: TrialStore, study: str, config: SearchConfig, examples
         model = blocks.compile_model(ensemble_model(nets, schema, weights), {"knobs": {}}, task)
         # The weighted ensemble's validation metrics are the cross-fitted ones (those of its final weights,
         # fitted on all of validation, would flatter it); the test metrics are the exported model's, reported.
-        metrics = {**(validation or evaluate(model, splits["validation"], "val")),
-                   **evaluate(model, splits["test"], "test")}
-        metrics["objective"] = objective(metrics, task)
+        metrics = {**(validation or evaluate(model, splits["validation"], "val", schema)),
+                   **evaluate(model, splits["test"], "test", schema)}
+        # By the configured objective with the ensemble's parameters; its latency, when a latency target is
+        # set, is measured once the chosen one is exported (below): the methods are compared without it.
+        metrics["objective"] = objective.value(metrics, task["type"], model.count_params(), None, config.objective)
         compared[method] = {"members": [t.trial_id for t in members], "weights": weights, **extra,
                             "metrics": metrics, "model": model}
     if not compared:
@@ -114,8 +116,12 @@ def build_ensemble(store: TrialStore, study: str, config: SearchConfig, examples
                                  input_ids=tuple(chosen["members"]))
     write_spec(spec, model_dir)
     export_serving_model(chosen["model"], transform_dir, schema, os.path.join(model_dir, SERVING_DIR))
-    store.complete_trial(trial_id, chosen["metrics"], chosen["model"].count_params(), 0, model_dir,
-                         time.time() - started)
+    metrics, num_params = dict(chosen["metrics"]), chosen["model"].count_params()
+    if objective.measures_latency(config.objective):  # the recorded objective counts what serving it costs
+        metrics["latency_ms"] = latency.measure(os.path.join(model_dir, SERVING_DIR), examples_dir, schema)
+        metrics["objective"] = objective.value(metrics, task["type"], num_params, metrics["latency_ms"],
+                                               config.objective)
+    store.complete_trial(trial_id, metrics, num_params, 0, model_dir, time.time() - started)
     trial = store.get(trial_id)
     scores = ", ".join(f"{m}{' (cross-fitted)' if m == 'weighted' else ''} {c['metrics']['objective']:.4f}"
                        for m, c in compared.items())
@@ -143,7 +149,7 @@ def cross_fitted_weights(members: list, schema: dict, validation, count: int = F
         rest, held = folds(validation, k, size, count)
         weights = learn_weights(members, schema, rest)
         model = blocks.compile_model(ensemble_model(members, schema, weights), {"knobs": {}}, schema["task"])
-        for name, value in evaluate(model, held, "val").items():
+        for name, value in evaluate(model, held, "val", schema).items():
             totals[name] = totals.get(name, 0.0) + value * sizes[k]
         fold_weights.append(weights)
     return fold_weights, {name: total / size for name, total in totals.items()}

@@ -11,6 +11,7 @@ import json
 import os
 
 from modelsearch.config import SearchConfig
+from modelsearch.label_units import label_scale
 from modelsearch.raw_examples import raw_tf_spec
 from modelsearch.trialstore import ENSEMBLE, Trial, TrialStore
 
@@ -71,11 +72,11 @@ def export_serving_model(keras_model, transform_dir: str, schema: dict, export_d
     Inputs are named by the columns' `serving_name` (the column name unless TF rejects it, see schema.py).
 
     Classification (the model outputs logits): probabilities, class_ids (int64), classes (names).
-    Regression: predictions [None].
+    Regression: predictions [None], in the label's units (the model predicts the z-scored label: undone here,
+    see label_units.py).
     """
     import tensorflow as tf
     import tensorflow_transform as tft
-
 
     task = schema["task"]
     columns = schema["columns"]
@@ -87,13 +88,15 @@ def export_serving_model(keras_model, transform_dir: str, schema: dict, export_d
                  for (shape, dtype), name in zip(map(raw_tf_spec, columns), names)]
     if task["type"] == "classification":
         module.class_names = tf.constant(task["classes"])
+    label_mean, label_std = label_scale(schema)
 
     @tf.function(input_signature=signature)
     def serve(*raw):
         features = module.tft_layer({c["name"]: value for c, value in zip(columns, raw)})
         outputs = module.model(features["x"], training=False)
         if task["type"] != "classification":
-            return {"predictions": tf.reshape(tf.cast(outputs, tf.float32), [-1])}
+            predictions = tf.reshape(tf.cast(outputs, tf.float32), [-1])
+            return {"predictions": predictions * label_std + label_mean}
         class_ids = tf.argmax(outputs, axis=-1, output_type=tf.int64)
         return {"probabilities": tf.nn.softmax(outputs, axis=-1), "class_ids": class_ids,
                 "classes": tf.gather(module.class_names, class_ids)}

@@ -137,7 +137,11 @@ def next_trial(store: TrialStore, study: str, config: SearchConfig, space, budge
 def open_search(store: TrialStore, study: str, config: SearchConfig, transform_dir: str, budget: int,
                 trainers: int) -> dict:
     """What the trainers will share, checked before any of them starts: the space can propose (an unfit
-    block fails here, once, not in every trainer), lost trials are reclaimed, and the budget left is known."""
+    block fails here, once, not in every trainer), lost trials are reclaimed, the budget left is known, and the
+    search's deadline is recorded: config.time_budget seconds from now, the wall-clock budget of this run's
+    search (a rerun opens a new one; none without a time budget). Every trainer reads it from the trial store,
+    so local processes and pods stop at the same moment; the trial budget still ends the search if it comes
+    first."""
     import sys
 
     from modelsearch.export import read_schema
@@ -153,10 +157,14 @@ def open_search(store: TrialStore, study: str, config: SearchConfig, transform_d
     if propose_one(create_strategy(config), held, space, 0, len(held)) is None and len(held) < budget:
         print(f"[modelsearch] the search space of study {study} has no new architecture left",
               file=sys.stderr, flush=True)
+    deadline = store.open_time_budget(study, config.time_budget)
     plan = {"study": study, "budget": budget, "trainers": trainers, "held": len(held),
-            "to_train": max(0, budget - len(held)), "reclaimed": reclaimed, "data_version": version}
+            "to_train": max(0, budget - len(held)), "reclaimed": reclaimed, "data_version": version,
+            "deadline": deadline}
     print(f"[modelsearch] study {study}" + (f" (data version {version})" if version else "")
           + f": {len(held)} of {budget} search trials held, {plan['to_train']} to train "
           f"by {trainers} trainer{'s' if trainers > 1 else ''}"
-          + (f"; reclaimed lost trials {reclaimed}" if reclaimed else ""), file=sys.stderr, flush=True)
+          + (f"; reclaimed lost trials {reclaimed}" if reclaimed else "")
+          + (f"; time budget {config.time_budget:.0f} s, until {time.strftime('%H:%M:%S', time.localtime(deadline))}"
+             if deadline else ""), file=sys.stderr, flush=True)
     return plan

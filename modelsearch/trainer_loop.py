@@ -13,6 +13,9 @@ TensorFlow: it only talks to the trial store, which is what makes the fork safe.
 the loop renews the trial's lease; if the worker dies without recording a result (killed, out of memory)
 the loop records why; if the whole trainer dies, its lease expires and the next trainer to ask reclaims
 the trial (trialstore.reclaim_expired).
+
+The search's time budget is a deadline in the trial store (open_search records it; every trainer reads the
+same): past it a trainer starts no trial, and its worker ends the trial training after its current epoch.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 
 from common.process_exit import die_with_parent
 from modelsearch.config import SearchConfig
@@ -34,7 +38,8 @@ RECYCLE_GROWTH = 0.05  # a worker retires when its peak memory is 5% above its f
 def run_trainer(trial_store: dict | str, study: str, config: SearchConfig, budget: int, examples_dir: str,
                 transform_dir: str, models_dir: str, seed: int = 0, threads: int = 0,
                 lease_seconds: float = LEASE_SECONDS) -> list[Trial]:
-    """Trains the study's next search trials until it holds `budget`; returns the trials this trainer ran.
+    """Trains the study's next search trials until it holds `budget` or the search's time budget is spent (its
+    deadline in the trial store); returns the trials this trainer ran.
 
     `threads`: TensorFlow threads per trial (0: TensorFlow's default, every core); with K trainers on one
     machine each gets its share of the cores."""
@@ -47,13 +52,21 @@ def run_trainer(trial_store: dict | str, study: str, config: SearchConfig, budge
     # TensorFlow's and Keras's imports leave about a million objects that every garbage collection would scan
     # again: out of the collector's sight they cannot pause a proposal (BENCHMARKS.md, "Proposal cost").
     gc.freeze()
+    deadline = store.deadline(study)  # recorded before any trainer started: read once
     done, worker = [], None
     try:
-        while (trial := next_trial(store, study, config, space, budget, seed, lease_seconds, strategy)) is not None:
+        while True:
+            if time_is_up(deadline):
+                print(f"[modelsearch] the search's time budget is spent: this trainer starts no more trials "
+                      f"({len(done)} trained)", file=sys.stderr, flush=True)
+                break
+            trial = next_trial(store, study, config, space, budget, seed, lease_seconds, strategy)
+            if trial is None:
+                break
             if worker is None or worker.retiring or not worker.alive:
                 if worker is not None:
                     worker.close()
-                worker = TrialWorker(trial_store, examples_dir, transform_dir, config, threads)
+                worker = TrialWorker(trial_store, examples_dir, transform_dir, config, threads, deadline)
             done.append(worker.train(store, trial, os.path.join(models_dir, f"trial_{trial.trial_id}"),
                                      lease_seconds))
     finally:
@@ -62,14 +75,19 @@ def run_trainer(trial_store: dict | str, study: str, config: SearchConfig, budge
     return done
 
 
+def time_is_up(deadline: float | None) -> bool:
+    return deadline is not None and time.time() >= deadline
+
+
 class TrialWorker:
     """A process forked from the trainer loop that trains the trials it is handed, one at a time."""
 
-    def __init__(self, trial_store, examples_dir: str, transform_dir: str, config: SearchConfig, threads: int):
+    def __init__(self, trial_store, examples_dir: str, transform_dir: str, config: SearchConfig, threads: int,
+                 deadline: float | None = None):
         context = multiprocessing.get_context("fork")
         self.connection, child_end = context.Pipe()
         self.process = context.Process(
-            target=_serve, args=(child_end, trial_store, examples_dir, transform_dir, config, threads),
+            target=_serve, args=(child_end, trial_store, examples_dir, transform_dir, config, threads, deadline),
             name="trial-worker")
         self.process.start()
         child_end.close()
@@ -129,9 +147,10 @@ def ended(exitcode: int | None) -> str:
 
 
 def _serve(connection, trial_store, examples_dir: str, transform_dir: str, config: SearchConfig,
-           threads: int) -> None:
+           threads: int, deadline: float | None = None) -> None:
     """The worker process: a trial-store connection of its own (none is shared across a fork), then the
-    trials it is handed, answering each with its peak memory, until it is told to stop."""
+    trials it is handed, answering each with its peak memory, until it is told to stop. A trial training at
+    the `deadline` ends after its current epoch."""
     die_with_parent()
     import keras
     import tensorflow as tf
@@ -145,7 +164,8 @@ def _serve(connection, trial_store, examples_dir: str, transform_dir: str, confi
     try:
         while (job := connection.recv()) is not None:
             trial_id, model_dir = job
-            run_trial(store.get(trial_id), examples_dir, transform_dir, store, config, model_dir)
+            run_trial(store.get(trial_id), examples_dir, transform_dir, store, config, model_dir,
+                      deadline=deadline)
             keras.backend.clear_session()  # a fresh process's layer names and graph for the next trial
             gc.collect()
             sys.stderr.flush()

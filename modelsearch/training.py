@@ -2,7 +2,11 @@
 
 A search trial whose curve falls below the completed trials' median stops early (the median rule: the
 decision is modelsearch/early_stopping.py's, a pure function of curves; here it is only asked every epoch),
-and is evaluated, exported and recorded as STOPPED with its curve and the reason.
+and is evaluated, exported and recorded as STOPPED with its curve and the reason. A search trial still training
+when the search's time budget runs out (modelsearch/search.py, open_search) ends after its current epoch and is
+recorded as COMPLETED from its best epoch's weights, with a note: unlike the median rule's stop, the clock says
+nothing against the model, which is a fair candidate for the exploit stages (with a short budget the cut trials
+may be the only or the best ones). Every epoch prints one line (epoch_line), so a long trial is never silent.
 
 Plain functions, no orchestrator: the trainer loop (modelsearch/trainer_loop.py) runs `run_trial` in a
 process of its own per trial, and the exploit stages run it for replicas and students. Never decides
@@ -18,9 +22,10 @@ import sys
 import time
 import traceback
 
-from modelsearch import data, early_stopping
+from modelsearch import data, early_stopping, latency, objective
 from modelsearch.config import SearchConfig
-from modelsearch.export import build_compiled, load_trial_model, read_schema, save_trial_model
+from modelsearch.export import SERVING_DIR, build_compiled, load_trial_model, read_schema, save_trial_model
+from modelsearch.label_units import in_label_units
 from modelsearch.trialstore import (COMPLETED, DIVERGED, EVIDENCE, FAILED, INTERRUPTED, SEARCH, STOPPED, Trial,
                                     TrialStore)
 
@@ -36,14 +41,11 @@ class Diverged(Exception):
     too high), recorded as such, never as a number."""
 
 
-def evaluate(model, dataset, prefix: str) -> dict:
+def evaluate(model, dataset, prefix: str, schema: dict) -> dict:
+    """The model's loss and metrics on a split, in the label's units (regression models train on the scaled
+    label: modelsearch/label_units.py), so that the trial store holds real squared errors."""
     values = model.evaluate(dataset, verbose=0, return_dict=True)
-    return {f"{prefix}_{k}": float(v) for k, v in values.items()}
-
-
-def objective(metrics: dict, task: dict) -> float:
-    """What the search maximises: validation accuracy, or minus the validation loss for regression."""
-    return metrics["val_accuracy"] if task["type"] == "classification" else -metrics["val_loss"]
+    return in_label_units({f"{prefix}_{k}": float(v) for k, v in values.items()}, schema)
 
 
 def peak_rss_mb() -> float:
@@ -65,17 +67,18 @@ def start_and_run(candidate: dict, examples_dir: str, transform_dir: str, store:
 
 
 def run_trial(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore, config: SearchConfig,
-              model_dir: str, warm_start: bool = True) -> Trial:
-    """Trains a recorded running trial and records its end: completed, stopped early by the median rule (with
-    its metrics, model and the reason), or failed, diverged or interrupted with the reason. Whatever ends a
-    trial early (an exception, a custom block's sys.exit, Ctrl-C) is recorded, and a trial that did not
-    complete or stop keeps no model files."""
+              model_dir: str, warm_start: bool = True, deadline: float | None = None) -> Trial:
+    """Trains a recorded running trial and records its end: completed (with a note if the `deadline`, the
+    search's time budget as a time.time(), cut it), stopped early by the median rule (with its metrics, model
+    and the reason), or failed, diverged or interrupted with the reason. Whatever ends a trial early (an
+    exception, a custom block's sys.exit, Ctrl-C) is recorded, and a trial that did not complete or stop keeps
+    no model files."""
     started = time.time()
     try:
-        metrics, num_params, inherited, stopped = train(trial, examples_dir, transform_dir, store, config,
-                                                        model_dir, warm_start)
+        metrics, num_params, inherited, stopped, note = train(trial, examples_dir, transform_dir, store, config,
+                                                              model_dir, warm_start, deadline)
         store.complete_trial(trial.trial_id, metrics, num_params, inherited, model_dir, time.time() - started,
-                             peak_rss_mb(), state=STOPPED if stopped else COMPLETED, reason=stopped or "")
+                             peak_rss_mb(), state=STOPPED if stopped else COMPLETED, reason=stopped or note or "")
     except KeyboardInterrupt:  # Ctrl-C or the run stopping: the candidate may be tried again
         _discard(model_dir)
         store.fail_trial(trial.trial_id, "interrupted: the run was stopped while the trial trained", INTERRUPTED)
@@ -152,7 +155,24 @@ def median_rule(store: TrialStore, trial: Trial, config: SearchConfig, task_type
     return check
 
 
-def curve_recorder(store: TrialStore, trial_id: int, should_stop=None):
+def epoch_line(trial_id: int, entry: dict, epochs: int, seconds: float) -> str:
+    """One epoch of a training trial, for people: its loss and validation score (accuracy, else the loss; on the
+    true labels for a distilled trial)."""
+    scores = ("val_label_accuracy", "val_accuracy", "val_label_loss", "val_loss")
+    shown = [f"{k} {entry[k]:.4g}" for k in ("loss", next((k for k in scores if k in entry), None)) if k in entry]
+    took = f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}"
+    return f"[modelsearch] trial {trial_id} epoch {entry['epoch']}/{epochs}: {' '.join(shown)} ({took} s)"
+
+
+def time_budget_cut(deadline: float | None, epoch: int, epochs: int) -> str | None:
+    """Why a trial that has trained `epoch` of its `epochs` ends now for the search's time budget, or None."""
+    if deadline is None or epoch >= epochs or time.time() < deadline:
+        return None
+    return f"time budget: the search's time ran out, so the trial ended after epoch {epoch} of {epochs}"
+
+
+def curve_recorder(store: TrialStore, trial_id: int, should_stop=None, deadline: float | None = None,
+                   epochs: int = 0, schema: dict | None = None):
     """A Keras callback that records the learning curve in the trial store after every epoch (the progress
     display and the report read a running trial's epochs there) and stops a trial whose loss or metrics are
     no longer finite, saying where. Checked per epoch, not per batch as keras.callbacks.TerminateOnNaN does:
@@ -160,16 +180,29 @@ def curve_recorder(store: TrialStore, trial_id: int, should_stop=None):
 
     `should_stop` (median_rule's check): a function of the curve so far that returns why the trial stops now,
     or None; asked after every finite epoch that nothing else ended (place this callback after EarlyStopping,
-    so that a trial its patience ends is completed, not stopped). The reason is kept in `stopped`."""
+    so that a trial its patience ends is completed, not stopped). The reason is kept in `stopped`.
+
+    `deadline`: the search's time budget (a time.time(), or None); an epoch that ends past it, with nothing else
+    ending the trial, is its last, and the note is kept in `cut`. Each epoch prints its line (of `epochs`).
+
+    With `schema`, the curve is recorded in the label's units like the final metrics (a constant factor per
+    data version, so the median rule's order is unchanged, and its margin is in the objective's units, as
+    documented). Keras's own logs (EarlyStopping's patience, TensorBoard) stay in the model's units."""
     import keras
 
     class CurveRecorder(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.curve, self.diverged, self.stopped, self._unreadable = [], None, None, False
+            self.cut, self._began = None, time.time()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._began = time.time()
 
         def on_epoch_end(self, epoch, logs=None):
             entry = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+            entry = in_label_units(entry, schema) if schema else entry
+            print(epoch_line(trial_id, entry, epochs, time.time() - self._began), file=sys.stderr, flush=True)
             if self.diverged is None:
                 bad = [k for k, v in entry.items() if not math.isfinite(v)]
                 if bad:
@@ -189,6 +222,9 @@ def curve_recorder(store: TrialStore, trial_id: int, should_stop=None):
                               f"trials ({e}); it trains on", file=sys.stderr, flush=True)
                 if self.stopped:
                     self.model.stop_training = True
+            if self.diverged is None and not self.model.stop_training:
+                self.cut = time_budget_cut(deadline, epoch + 1, epochs)
+                self.model.stop_training = bool(self.cut)
 
     return CurveRecorder()
 
@@ -201,9 +237,11 @@ def check_finite(metrics: dict) -> None:
 
 
 def train(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore, config: SearchConfig,
-          model_dir: str, warm_start: bool = True) -> tuple[dict, int, int, str | None]:
-    """(metrics, parameter count, inherited tensors, why the median rule stopped it or None) of the trained,
-    exported trial. A stopped trial is evaluated and exported like any other, from its best epoch's weights."""
+          model_dir: str, warm_start: bool = True,
+          deadline: float | None = None) -> tuple[dict, int, int, str | None, str | None]:
+    """(metrics, parameter count, inherited tensors, why the median rule stopped it or None, the time budget's
+    note or None) of the trained, exported trial. A trial stopped or cut is evaluated and exported like any
+    other, from its best epoch's weights (EarlyStopping restores them whatever ended the training)."""
     import keras
 
     from modelsearch.distillation import compile_for_distillation
@@ -228,7 +266,8 @@ def train(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore
         monitor = "val_label_loss"  # stop on the true labels, not on agreement with the teacher
     stop = keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=config.patience,
                                          restore_best_weights=True)
-    recorder = curve_recorder(store, trial.trial_id, median_rule(store, trial, config, task["type"]))
+    recorder = curve_recorder(store, trial.trial_id, median_rule(store, trial, config, task["type"]), deadline,
+                              config.max_epochs, schema)
     board = keras.callbacks.TensorBoard(os.path.join(model_dir, TENSORBOARD_DIR), profile_batch=0)
     # The recorder after EarlyStopping: it sees whether patience ended the trial at this epoch.
     history = model.fit(train_data, validation_data=fit_val, epochs=config.max_epochs,
@@ -238,22 +277,26 @@ def train(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore
     if trial.teacher_id is not None:
         import blocks
         blocks.compile_model(model, spec, task)  # plain loss and metrics for evaluation
-    metrics = evaluate(model, val_data, "val")
+    metrics = evaluate(model, val_data, "val", schema)
     if start is not None:
         # A warm-started trial never ends worse on validation than the weights it inherited.
         trained = model.get_weights()
         model.set_weights(start)
-        initial = evaluate(model, val_data, "val")
-        if objective(initial, task) > objective(metrics, task):
+        initial = evaluate(model, val_data, "val", schema)
+        if objective.quality(initial) > objective.quality(metrics):
             metrics, history.history["loss"] = initial, []
         else:
             model.set_weights(trained)
-    metrics.update(evaluate(model, test_data, "test"))
-    metrics["objective"] = objective(metrics, task)
+    metrics.update(evaluate(model, test_data, "test", schema))
     metrics["epochs"] = len(history.history["loss"])
     check_finite(metrics)
     save_trial_model(model, spec, transform_dir, schema, model_dir)
-    return metrics, model.count_params(), inherited, recorder.stopped
+    num_params = model.count_params()
+    if objective.measures_latency(config.objective):  # on the exported model: what serving it costs
+        metrics["latency_ms"] = latency.measure(os.path.join(model_dir, SERVING_DIR), examples_dir, schema)
+    metrics["objective"] = objective.value(metrics, task["type"], num_params, metrics.get("latency_ms"),
+                                           config.objective)
+    return metrics, num_params, inherited, recorder.stopped, recorder.cut
 
 
 def _hint(spec: dict) -> str:
@@ -282,6 +325,8 @@ def progress_line(trial: Trial, seconds: float) -> str:
              if "val_accuracy" in m else f"val_loss={m['val_loss']:.4g} test_loss={m['test_loss']:.4g}")
     depth = len(trial.spec.get("blocks", []))
     stopped = trial.state == STOPPED
+    if "latency_ms" in m:
+        score += f" latency={m['latency_ms']:.3g}ms"
     return (f"[modelsearch] {where}{' STOPPED' if stopped else ''}: {score} params={trial.num_params:,} "
             f"depth={depth} [{arch}] {origin} inherited={trial.num_inherited} ({seconds:.0f}s)"
-            + (f"; {trial.error}" if stopped else ""))
+            + (f"; {trial.error}" if trial.error else ""))  # why it stopped, or the time budget's note

@@ -39,6 +39,7 @@ EVIDENCE = (COMPLETED, STOPPED)
 # What a trial is: a search candidate, a replica of the best (other seed), an ensemble, a distilled student.
 SEARCH, REPLICA, ENSEMBLE, STUDENT = "search", "replica", "ensemble", "student"
 DECISION_TYPE = "modelsearch.Decision"
+TIME_BUDGET = "time_budget"  # the decision that holds a search's deadline (open_time_budget)
 RESERVATION_TYPE = "modelsearch.Reservation"
 LOCK_TYPE = "modelsearch.StudyLock"
 DATA_TYPE = "modelsearch.DataVersion"
@@ -322,7 +323,8 @@ class TrialStore:
     def complete_trial(self, trial_id: int, metrics: dict, num_params: int, num_inherited: int,
                        model_uri: str, train_seconds: float, peak_rss_mb: float = 0.0, state: str = COMPLETED,
                        reason: str = "") -> None:
-        """Records a trial's end with its metrics and model: COMPLETED, or STOPPED early with the reason."""
+        """Records a trial's end with its metrics and model: COMPLETED (`reason`: a note, such as the time
+        budget's cut), or STOPPED early with the reason."""
         if state not in EVIDENCE:
             raise ValueError(f"a trial with a model ends completed or stopped, not {state!r}")
         [execution] = self._store.get_executions_by_id([trial_id])
@@ -516,6 +518,23 @@ class TrialStore:
         executions = [e for e in self._store.get_executions_by_context(context.id)
                       if e.type_id == self._decision_type and e.properties["name"].string_value == name]
         return [json.loads(e.properties["details"].string_value) for e in sorted(executions, key=lambda e: e.id)]
+
+    # The search's wall-clock budget: a decision recorded when the search opens (a rerun opens a new one), so
+    # that every trainer, a local process or a pod, stops at the same deadline.
+    def open_time_budget(self, study: str, seconds: float | None) -> float | None:
+        """Records this run's search deadline (now + `seconds`; None: no time budget) and returns it."""
+        deadline = time.time() + seconds if seconds else None
+        self.record_decision(study, TIME_BUDGET, {"seconds": seconds, "deadline": deadline})
+        return deadline
+
+    def deadline(self, study: str) -> float | None:
+        """The deadline (time.time()) of the study's latest opened search, or None when it has no time budget.
+        Read among the decisions only (by type), not the study's trials."""
+        opened = [e for e in self._store.get_executions_by_type(DECISION_TYPE)
+                  if e.properties["study"].string_value == study and e.properties["name"].string_value == TIME_BUDGET]
+        if not opened:
+            return None
+        return json.loads(max(opened, key=lambda e: e.id).properties["details"].string_value)["deadline"]
 
 
 def _to_trial(execution: mlmd.Execution) -> Trial:

@@ -59,9 +59,9 @@ class ModelSearch:
       output_dir: where the trial store, models and summary.json go (default ./modelsearch_runs/<study>); a
         later ModelSearch on the same output_dir (and study) continues the study or reads it.
       **options: any other option of `modelsearch run`, by its long name with underscores: trainers, seed,
-        strategy, beam_size, p_deeper, max_epochs, study, push_destination, push_policy, max_params,
-        problem_type, input_kind, input_shape ("28,28,1" or (28, 28, 1)), pipeline_root, beam_args (a list),
-        config (a JSON file's path, or a dict of the same settings). option_names() lists them.
+        strategy, beam_size, p_deeper, max_epochs, time_budget (seconds or "30m"), study, push_destination,
+        push_policy, max_params, problem_type, input_kind, input_shape ("28,28,1" or (28, 28, 1)), pipeline_root,
+        beam_args (a list), config (a JSON file's path, or a dict of the same settings). option_names() lists them.
 
     Raises TypeError for a keyword that is no option, UserError (the CLI's message) for a bad value.
 
@@ -232,7 +232,8 @@ class ModelSearch:
 
         A Keras model (uncompiled, with its trained weights) that takes the transformed input `x` (the
         features as the pipeline feeds them: scaled, one-hot, of the schema's input shape) and outputs logits
-        (classification) or the prediction (regression). serving=True: the exported SavedModel, loaded with
+        (classification) or the prediction (regression: of the z-scored label, label = prediction * std + mean
+        with the transform graph's schema["label_scale"]). serving=True: the exported SavedModel, loaded with
         tf.saved_model.load, which takes the raw features (`.signatures["serving_default"](column=...)`)."""
         trial = self._trial(kind)
         if serving:

@@ -212,7 +212,10 @@ def _why_nothing(store, study: str, output_dir: str) -> str:
     from modelsearch.trialstore import SEARCH
     ended = [t for t in store.current_trials(study) if t.kind == SEARCH and t.error]
     last = ended[-1].error.strip().splitlines()[-1] if ended else "no trial ran"
-    return (f"no search trial completed ({len(ended)} ended without a model; the last: {last}); see "
+    deadline = store.deadline(study)
+    spent = ("; the search's time budget ran out first: raise --time-budget (config key time_budget)"
+             if deadline is not None and time.time() >= deadline else "")
+    return (f"no search trial completed ({len(ended)} ended without a model; the last: {last}){spent}; see "
             f"`modelsearch trials --output-dir {output_dir}`")
 
 

@@ -48,6 +48,10 @@ def add_search_options(parser: argparse.ArgumentParser, cluster: bool = False) -
                         help=("trainer pods at once (default 2; config key \"trainers\")" if cluster else
                               "trainers at once, each taking the next candidate as soon as it is free (default: "
                               "one per core, at most 4; config key \"trainers\")"))
+    parser.add_argument("--time-budget", type=_duration, metavar="DURATION",
+                        help="wall-clock budget of this run's search: seconds, or 90s, 30m, 2h; once spent no "
+                             "trainer starts a trial, a training one stops after its epoch, and the run goes on to "
+                             "the ensemble, student and push (default: none; config key \"time_budget\")")
     parser.add_argument("--rounds", type=int, help=argparse.SUPPRESS)  # gone: explained by search_config()
     parser.add_argument("--seed", type=int, default=0, help="seed for splits, search and training (default 0)")
     parser.add_argument("--config", help="search configuration JSON file (strategy, blocks, knobs, custom_blocks...)")
@@ -82,6 +86,14 @@ def add_trainer_pod_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trainer-retries", type=_count, metavar="N",
                         help="times a failed trainer pod is started again; it carries on from the trial store "
                              "(default 2)")
+
+
+def _duration(text: str) -> float:
+    from modelsearch.config import parse_duration  # light: no TensorFlow
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _count(text: str) -> int | None:
@@ -131,7 +143,8 @@ def search_config(args, defaults: dict | None = None):
     settings = {} if args.config else dict(defaults or {})
     config = load_config(args.config, {**settings, **{k: v for k, v in {
         "trials": args.trials, "trainers": args.trainers, "strategy": args.strategy, "beam_size": args.beam_size,
-        "p_deeper": args.p_deeper, "max_epochs": args.max_epochs}.items() if v is not None}})
+        "p_deeper": args.p_deeper, "max_epochs": args.max_epochs,
+        "time_budget": args.time_budget}.items() if v is not None}})
     pods = {key: getattr(args, name) for name, key in TRAINER_POD_OPTIONS.items()
             if getattr(args, name, None) not in (None, "")}
     config.trainer_pods.update(pods)

@@ -11,6 +11,7 @@ import os
 import time
 from html import escape
 
+from modelsearch.objective import pareto_front, quality
 from modelsearch.strategies.base import score
 from modelsearch.trialstore import COMPLETED, ENSEMBLE, REPLICA, SEARCH, STOPPED, STUDENT
 from pipelines.trial_commands import (architecture, is_classification, leaderboard_rows, metric_columns,
@@ -175,35 +176,26 @@ def _progress(trials) -> str:
             f"<span>dashed: ensemble, replica, student</span></p></div>")
 
 
-def pareto_front(trials) -> list:
-    """Completed trials that no other beats on both: fewer (or as many) parameters and a higher objective."""
-    points = sorted((t for t in trials if t.state == COMPLETED and t.num_params > 0 and math.isfinite(score(t))),
-                    key=lambda t: (t.num_params, -score(t), t.trial_id))
-    front, best = [], -math.inf
-    for t in points:
-        if score(t) > best:
-            front.append(t)
-            best = score(t)
-    return front
-
-
 def _pareto(trials) -> str:
-    points = [t for t in trials if t.state == COMPLETED and t.num_params > 0 and math.isfinite(score(t))]
-    title = "<h2>Objective against size</h2>"
+    """The validation metric (not the objective, which may already charge for size) against parameters, and
+    the Pareto front of the two (modelsearch/objective.py; over these two criteria, latency aside)."""
+    points = [t for t in trials if t.state == COMPLETED and t.num_params > 0 and math.isfinite(quality(t.metrics))]
+    title = "<h2>Validation metric against size</h2>"
     if not points:
         return f'<div class="plot">{title}<p class="empty">no completed trial yet</p></div>'
-    front = pareto_front(points)
-    plot = Plot([t.num_params for t in points], [score(t) for t in points], log_x=True)
+    front = pareto_front(points, latency=False)
+    value = lambda t: quality(t.metrics)  # noqa: E731
+    plot = Plot([t.num_params for t in points], [value(t) for t in points], log_x=True)
     steps = []
     for i, t in enumerate(front):
         if i:
-            steps.append((t.num_params, score(front[i - 1])))
-        steps.append((t.num_params, score(t)))
+            steps.append((t.num_params, value(front[i - 1])))
+        steps.append((t.num_params, value(t)))
     marks = [_polyline([(plot.x(p), plot.y(v)) for p, v in steps], FRONT, width=1.5, tip="Pareto front")]
     on_front = {t.trial_id for t in front}
     for t in sorted(points, key=lambda t: t.trial_id in on_front):  # the front on top
         outline = f' stroke="{FRONT}" stroke-width="2.5"' if t.trial_id in on_front else ' stroke="#fff"'
-        marks.append(_link(t, _marker(t.kind, plot.x(t.num_params), plot.y(score(t)), outline,
+        marks.append(_link(t, _marker(t.kind, plot.x(t.num_params), plot.y(value(t)), outline,
                                       f"{summary_line(t)}, {t.num_params:,} parameters")))
     svg = plot.svg("pareto", "parameters (log scale)", _objective_label(trials), "".join(marks))
     legend = "".join(f'<span><span class="sw" style="background:{KIND_COLOURS[k]}"></span>{k}</span>'
@@ -211,10 +203,11 @@ def _pareto(trials) -> str:
     rows = "".join(f'<tr><td class="n"><a href="#trial-{t.trial_id}">{t.trial_id}</a></td><td>{escape(t.kind)}</td>'
                    f'<td title="{escape(architecture(t))}">{escape(shorten(architecture(t), 34))}</td>'
                    f'<td class="n">{t.num_params:,}</td>'
-                   f'<td class="n">{score(t):.4f}</td></tr>' for t in front)
+                   f'<td class="n">{value(t):.4f}</td><td class="n">{score(t):.4f}</td></tr>' for t in front)
     return (f'<div class="plot">{title}{svg}<p class="legend">{legend}<span><span class="sw" style="border:2px solid '
             f'{FRONT}"></span>Pareto front</span></p><table class="front"><tr><th>trial</th><th>kind</th>'
-            f"<th>architecture</th><th>params</th><th>objective</th></tr>{rows}</table></div>")
+            f"<th>architecture</th><th>params</th><th>{escape(_objective_label(trials))}</th><th>objective</th></tr>"
+            f"{rows}</table></div>")
 
 
 def _lineage(trials) -> str:

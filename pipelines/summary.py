@@ -5,6 +5,7 @@ import json
 import os
 
 from modelsearch.export import SERVING_DIR
+from modelsearch.objective import pareto_front
 from modelsearch.strategies.base import score
 from modelsearch.trialstore import (ABANDONED, COMPLETED, DIVERGED, ENSEMBLE, FAILED, INTERRUPTED, RUNNING, SEARCH,
                                     STOPPED, STUDENT, TrialStore)
@@ -50,7 +51,21 @@ def build_summary(store: TrialStore, study: str, pushed_to: str | None = None,
         "ensemble": _model(latest[ENSEMBLE]),
         "student": _model(latest[STUDENT]),
         "push": push_summary(store, study, pushed_to, push_destination),
+        "pareto": pareto(completed),
     }
+
+
+def pareto(completed) -> list[dict]:
+    """The completed search trials on the Pareto front of the validation metric against parameters (and
+    latency, when measured: modelsearch/objective.py), by parameters, smallest first (without latency each
+    next one is also better on the metric). Each entry's metrics are the objective's: val_accuracy
+    (classification) or val_loss (regression), objective, and latency_ms when measured."""
+    def metrics(m: dict) -> dict:
+        metric = "val_accuracy" if "val_accuracy" in m else "val_loss"
+        return {k: m[k] for k in (metric, "objective", "latency_ms") if k in m}
+
+    return [{"trial_id": t.trial_id, "num_params": t.num_params, "train_seconds": t.train_seconds,
+             "metrics": metrics(t.metrics)} for t in pareto_front(completed)]
 
 
 def push_summary(store: TrialStore, study: str, pushed_to: str | None, push_destination: str) -> dict:

@@ -1,6 +1,7 @@
 """End to end: the local TFX pipeline on tiny data, through the CLI, continued, and the demo."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -32,7 +33,10 @@ def test_local_pipeline_two_trainers_on_a_budget_then_continue(tmp_path, capsys)
     serving = tmp_path / "serving"
     assert main(argv + ["--push-destination", str(serving)]) == 0
     err = capsys.readouterr().err
-    assert err.count("[modelsearch] trial ") == 4 + 2 + 1  # search trials, replicas of the best, the student
+    epoch = re.compile(r"\[modelsearch\] trial \d+ epoch \d+/3: ")
+    ended = [line for line in err.splitlines() if line.startswith("[modelsearch] trial ") and not epoch.match(line)]
+    assert len(ended) == 4 + 2 + 1  # search trials, replicas of the best, the student: one line as each ends
+    assert re.search(r"^\[modelsearch\] trial \d+ epoch 1/3: loss ", err, re.M)  # and one line per epoch
     assert err.count(" replica from ") == 2 and err.count(" student from ") == 1
 
     summary = json.loads((out / "summary.json").read_text())
@@ -61,6 +65,16 @@ def test_local_pipeline_two_trainers_on_a_budget_then_continue(tmp_path, capsys)
     assert children and all(t.mutation for t in children)
     assert any(t.num_inherited > 0 for t in children)
     assert len({json.dumps(t.spec, sort_keys=True) for t in trials}) == 4
+    # The Pareto front of validation accuracy against parameters (no latency target: two criteria), smallest
+    # first; the most accurate search trial ends it.
+    front = summary["pareto"]
+    assert front and all(set(e) == {"trial_id", "num_params", "train_seconds", "metrics"} for e in front)
+    assert all(set(e["metrics"]) == {"val_accuracy", "objective"} for e in front)
+    assert {e["trial_id"] for e in front} <= {t.trial_id for t in trials if t.state == "completed"}
+    accuracies = [e["metrics"]["val_accuracy"] for e in front]
+    assert [e["num_params"] for e in front] == sorted(e["num_params"] for e in front)
+    assert accuracies == sorted(set(accuracies))
+    assert accuracies[-1] == max(t.metrics["val_accuracy"] for t in trials if t.state == "completed")
 
     # The exported model serves on raw CSV columns.
     import tensorflow as tf

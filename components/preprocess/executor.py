@@ -4,7 +4,8 @@ Keys of the input route (CSV lines, image paths, tf.Examples: see routes.py) -> 
 seeded hash of the key -> raw dicts (the route's parse; fills for missing values; a row the route drops, such
 as a CSV row without a label, is left out)
 -> tft analysis on train, the same transform applied to every split -> one float32 feature `x` of
-shape schema["input_shape"] and a `label` (int64 class index, or float32) per example, written as
+shape schema["input_shape"] and a `label` (int64 class index, or float32 z-scored by the train split: its
+mean and deviation go to the schema's "label_scale", see modelsearch/label_units.py) per example, written as
 gzipped TFRecords in TFX's Examples layout (`Split-<name>/data-*.tfrecord.gz`); the transform graph
 goes to transform_dir, which serving uses to take raw features. The raw validation and test rows go to
 `Raw-validation/` and `Raw-test/` (see raw_examples.py): served models are judged on them.
@@ -26,12 +27,14 @@ from components.preprocess.routes import route_for_schema
 from components.preprocess.schema import infer_schema
 from modelsearch import data_versions
 from modelsearch.export import SCHEMA_FILE
+from modelsearch.label_units import scale_from_moments
 from modelsearch.raw_examples import RAW_DIR, encode_raw
 
 SPLITS = (("train", 70), ("validation", 15), ("test", 15))
 # The in-process portable runner: offline (Beam 2.77's DirectRunner may hand the job to Prism, which
 # downloads a binary), deterministic, and no worker processes to start.
 DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner",)
+LABEL_SCALE_FILE = "label_scale.json"  # in tf.Transform's temp folder: Beam writes it, the schema takes it
 
 
 def _split_index(key: str | bytes, seed: int, splits) -> int:
@@ -71,10 +74,36 @@ def _preprocessing_fn(schema: dict):
                                         tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int64),
                                         tf.constant(-1, tf.int64))
         else:
-            outputs["label"] = tf.cast(y, tf.float32)
+            outputs["label"] = _scaled_label(tf.cast(y, tf.float32))
         return outputs
 
     return preprocessing_fn
+
+
+def _scaled_label(y):
+    """A regression label z-scored by the train split's mean and deviation (modelsearch/label_units.py: the
+    served model undoes it with the same numbers, which run_preprocess computes beside, in float64)."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from modelsearch.label_units import FLAT
+
+    mean, std = tft.mean(y), tf.sqrt(tft.var(y))
+    flat = tf.logical_not(std > FLAT * tf.maximum(tf.abs(mean), 1.0))  # label_units.deviation's rule (NaN: flat)
+    return (y - mean) / tf.where(flat, tf.ones_like(std), std)
+
+
+def _merge_moments(parts) -> tuple[int, float, float]:
+    """(count, mean, sum of squared deviations) of labels, from those of parts (a label alone: (1, y, 0)), by
+    Chan's rule: no cancellation for labels far from zero (a sum of squares minus a squared sum would have).
+    Associative, as Beam's CombineGlobally needs; no parts: (0, 0, 0)."""
+    n, mean, m2 = 0, 0.0, 0.0
+    for nb, mb, m2b in parts:
+        if nb:
+            total = n + nb
+            delta = mb - mean
+            n, mean, m2 = total, mean + delta * nb / total, m2 + m2b + delta * delta * n * nb / total
+    return n, mean, m2
 
 
 def _table(inputs: dict, schema: dict):
@@ -210,6 +239,13 @@ def _transform_temp_dir(transform_dir: str):
             fileio.rmtree(path)
 
 
+def _read_json(path: str):
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path) as f:
+        return json.loads(f.read())
+
+
 def names_runner(beam_pipeline_args: list | None) -> bool:
     return any(a == "--runner" or a.startswith("--runner=") for a in beam_pipeline_args or [])
 
@@ -264,6 +300,15 @@ def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_di
                 (raw[train_name], adapter_config) | "Analyze" >> tft_beam.AnalyzeAndTransformDataset(
                     _preprocessing_fn(schema), output_record_batches=True))
             _ = transform_fn | "WriteTransform" >> tft_beam.WriteTransformFn(transform_dir)
+            if schema["task"]["type"] == "regression":  # the label's scale, for serving and the trial store
+                label = schema["label"]
+                _ = (rows[train_name]
+                     | "Label" >> beam.Map(lambda row: (1, float(row[label]), 0.0))
+                     | "LabelMoments" >> beam.CombineGlobally(_merge_moments)
+                     | "LabelScale" >> beam.Map(lambda m: json.dumps(scale_from_moments(m[0], m[1],
+                                                                                        m[2] / max(m[0], 1))))
+                     | "WriteLabelScale" >> beam.io.WriteToText(os.path.join(temp_dir, LABEL_SCALE_FILE),
+                                                                shard_name_template=""))
             for name, _percent in splits:
                 if name == train_name:
                     transformed = transformed_train
@@ -277,6 +322,8 @@ def run_preprocess(data_path: str, schema: dict, examples_dir: str, transform_di
                          compression_type=CompressionTypes.GZIP))
             result = pipeline.run()
             result.wait_until_finish()
+            if schema["task"]["type"] == "regression":
+                schema = {**schema, "label_scale": _read_json(os.path.join(temp_dir, LABEL_SCALE_FILE))}
     counts = {name: 0 for name, _ in splits}
     for entry in result.metrics().query(MetricsFilter().with_namespace("preprocess"))["counters"]:
         name = entry.key.metric.name.removeprefix("rows_")

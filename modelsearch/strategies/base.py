@@ -22,7 +22,8 @@ class Candidate:
 
 
 def score(trial) -> float:
-    """Higher is better: trainers record metrics["objective"] (validation accuracy, or -validation loss)."""
+    """Higher is better: trainers record metrics["objective"] (validation accuracy, or -validation loss, traded
+    against size and latency when the config sets targets: modelsearch/objective.py)."""
     return trial.metrics.get("objective", -math.inf)
 
 

@@ -5,11 +5,16 @@ process); every peer then trains on the same transformed train split, is tuned o
 split and is scored on the same held-out test split (the arrays our Preprocess wrote for that seed).
 
 Budget: N trained models per tool, each at most E epochs, early stopping on validation loss with the
-same patience. Ours counts every model it trains: R rounds x K trainers, the Ensembler's replicas and
-the Distiller's student (N = R*K + replicas + 1). RandomSearch and AutoKeras run N trials. Hyperband's
-trials are short by design, so it gets the same epoch budget, N x E epochs, and runs as many trials as
-fit in it. Our reported model is the student (see BENCHMARKS.md); the best search trial and the
-ensemble are reported beside it.
+same patience. Ours counts every model it may train: its search trials, the Ensembler's replicas and the
+Distiller's student tries (at most 1 + smallest + len(widths) of the benchmark's "student" settings: the
+searched trial near the best, the smallest other searched ones, the best at narrower widths; they train
+smallest first and stop at the first near enough the best, so ours often trains fewer than N: "trials"
+reports what it trained, read from its trial store). Its search gets what is left: N - replicas - tries.
+RandomSearch and AutoKeras run N trials. Hyperband's trials are short by design, so it gets the same epoch
+budget, N x E epochs, and runs as many trials as fit in it. Our reported model is the kept student (see
+BENCHMARKS.md); the best search trial, the ensemble and the pushed model are reported beside it. The peers'
+results depend only on the splits and their budget, so `--peers-from FILE` takes them from an earlier
+result file of the same peer budget and only ours runs again.
 
     uv run python -m benchmarks.peers --out benchmarks/results/peers.json
 """
@@ -82,8 +87,9 @@ def pipeline_splits(output_dir: str) -> tuple[dict, dict]:
 
 # -- ours ----------------------------------------------------------------------------------------
 def search_config(budget: dict) -> dict:
-    return {"max_epochs": budget["max_epochs"], "patience": budget["patience"],
-            "ensemble": {"replicas": budget["replicas"]}}
+    config = {"max_epochs": budget["max_epochs"], "patience": budget["patience"],
+              "ensemble": {"replicas": budget["replicas"]}}
+    return {**config, "student": budget["student"]} if "student" in budget else config
 
 
 def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bool = False) -> dict:
@@ -96,7 +102,7 @@ def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bo
     with open(config, "w") as f:
         json.dump(search_config(budget), f)
     argv = ["run", "--data", data, "--label", LABEL, "--problem-type", "classification",
-            "--output-dir", output_dir, "--trials", str(budget["rounds"] * budget["trainers"]),
+            "--output-dir", output_dir, "--trials", str(search_trials(budget)),
             "--trainers", str(budget["trainers"]),
             "--seed", str(seed), "--config", config]
     started = time.perf_counter()
@@ -128,7 +134,7 @@ def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bo
             "epochs": int(sum(t.metrics.get("epochs", 0) for t in trained)),
             "search_s": max(t.finished for t in trained) - min(t.started for t in trained),
             "winner": "student" if summary["student"] else "best",
-            "architecture": "+".join(b["name"] for b in winner["architecture"].get("blocks", [])),
+            "architecture": "+".join(b["name"] for b in winner["architecture"].get("blocks", [])) or "linear",
             "best": scores(summary["best"]), "ensemble": scores(summary["ensemble"]),
             "pushed": {**scores({"metrics": pushed.metrics, "num_params": pushed.num_params,
                                  "trial_id": pushed.trial_id}), "kind": pushed.kind}}
@@ -300,9 +306,47 @@ def _line(r: dict) -> str:
             f"params={r['num_params']:,} trials={r['trials']} epochs={r['epochs']} wall={r['wall_s']:.0f}s")
 
 
-def budget_of(rounds: int, trainers: int, replicas: int, max_epochs: int, patience: int) -> dict:
-    return {"rounds": rounds, "trainers": trainers, "replicas": replicas, "max_epochs": max_epochs,
-            "patience": patience, "trials": rounds * trainers + replicas + 1}
+STUDENT = {"widths": [0.5, 0.25], "smallest": 0}  # the benchmark's student tries: the near one, two widths
+
+
+def student_tries(student: dict) -> int:
+    """The most students the Distiller trains under these settings (modelsearch/exploit.py, student_candidates)."""
+    return 1 + student["smallest"] + len(student["widths"])
+
+
+def search_trials(budget: dict) -> int:
+    """Our search trials: what the budget leaves after the replicas and the student tries (older result files
+    gave rounds x trainers)."""
+    return budget["search_trials"] if "search_trials" in budget else budget["rounds"] * budget["trainers"]
+
+
+def budget_of(models: int, trainers: int, replicas: int, max_epochs: int, patience: int,
+              student: dict | None = None) -> dict:
+    """N = `models` per tool; ours: N - replicas - student tries search trials (at least 1)."""
+    student = dict(STUDENT if student is None else student)
+    search = models - replicas - student_tries(student)
+    if search < 1:
+        raise ValueError(f"{models} models leave no search trial after {replicas} replicas and "
+                         f"{student_tries(student)} student tries; raise the budget")
+    return {"models": models, "search_trials": search, "trainers": trainers, "replicas": replicas,
+            "student": student, "max_epochs": max_epochs, "patience": patience, "trials": models}
+
+
+def peer_budget(budget: dict) -> dict:
+    """What the peers' results depend on (besides the splits): their trials and epochs."""
+    return {k: budget[k] for k in ("trials", "max_epochs", "patience")}
+
+
+def earlier_peer_runs(path: str | None, budget: dict, tools) -> list[dict]:
+    """The successful peer runs of an earlier result file with the same peer budget (`--peers-from`)."""
+    if not path:
+        return []
+    with open(path) as f:
+        earlier = json.load(f)
+    if peer_budget(earlier.get("settings", {}).get("budget", {})) != peer_budget(budget):
+        raise ValueError(f"{path} holds peers of another budget ({earlier['settings']['budget']}); "
+                         "run the peers again or pass a file of the same budget")
+    return [r for r in earlier.get("runs", []) if r["tool"] in tools and r["tool"] in PEERS and "error" not in r]
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -368,12 +412,13 @@ def finished_runs(out: str | None, budget: dict, tools) -> list[dict]:
 
 
 def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-peers", out: str | None = None,
-        in_process: bool = False, resume: bool = False) -> dict:
+        in_process: bool = False, resume: bool = False, peers_from: str | None = None) -> dict:
     """Every tool on every dataset and seed. `resume`: cells whose tools all have a result in `out` (same budget)
     are not run again, so a long benchmark that stopped goes on where it was."""
     from benchmarks.report import machine, save_json
 
     kept = finished_runs(out, budget, tools) if resume else []
+    reused = earlier_peer_runs(peers_from, budget, tools)
     results = {"benchmark": "peers", "date": datetime.date.today().isoformat(), "machine": machine(),
                "versions": _versions(), "settings": {"datasets": list(datasets), "seeds": list(seeds),
                                                      "budget": budget, "tools": list(tools)}, "runs": []}
@@ -383,7 +428,9 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
             if {r["tool"] for r in done} == set(tools):
                 results["runs"] += done
                 continue
-            results["runs"] += run_cell(dataset, seed, budget, tools, workdir, in_process)
+            cell = [r for r in reused if (r["dataset"], r["seed"]) == (dataset, seed)]
+            missing = [t for t in tools if t not in {r["tool"] for r in cell}]
+            results["runs"] += run_cell(dataset, seed, budget, missing, workdir, in_process) + cell
             results["summary"] = summarize(results["runs"])
             if out:  # after every cell: a long run that stops still leaves what it measured
                 save_json(results, out)
@@ -407,9 +454,8 @@ def main(argv=None):
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated, from " + ", ".join(DATASETS))
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (splits, search and training)")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated, from " + ", ".join(TOOLS))
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="our budget is R x K search trials (as it was R rounds of K before trainers went "
-                             "asynchronous; kept so that results compare with the earlier tables)")
+    parser.add_argument("--models", type=int, default=8,
+                        help="N: models each tool trains (ours: search trials + replicas + student tries)")
     parser.add_argument("--trainers", type=int, default=2, help="our trainers at once K")
     parser.add_argument("--replicas", type=int, default=1, help="our Ensembler's replicas of the best trial")
     parser.add_argument("--max-epochs", type=int, default=30, help="epoch cap of every model (E)")
@@ -417,6 +463,8 @@ def main(argv=None):
     parser.add_argument("--workdir", default="runs/bench-peers", help="CSV files, our runs and the tuners' files")
     parser.add_argument("--out", default="benchmarks/results/peers.json", help="where the JSON goes")
     parser.add_argument("--markdown", metavar="JSON", help="only print the tables of an earlier result file")
+    parser.add_argument("--peers-from", metavar="JSON",
+                        help="take the peers' results from this earlier result file (same N, E and patience)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the results --out already holds for this budget; run only the missing cells")
     args = parser.parse_args(argv)
@@ -424,9 +472,9 @@ def main(argv=None):
         with open(args.markdown) as f:
             print(markdown(json.load(f)))
         return
-    budget = budget_of(args.rounds, args.trainers, args.replicas, args.max_epochs, args.patience)
+    budget = budget_of(args.models, args.trainers, args.replicas, args.max_epochs, args.patience)
     results = run(args.datasets.split(","), [int(s) for s in args.seeds.split(",")], budget,
-                  args.tools.split(","), args.workdir, args.out, resume=args.resume)
+                  args.tools.split(","), args.workdir, args.out, resume=args.resume, peers_from=args.peers_from)
     print(markdown(results))
     print(f"wrote {args.out}")
 

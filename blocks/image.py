@@ -100,9 +100,11 @@ _R3 = frozenset({3})
 _CONV = {"filters": _FILTERS, "kernel_size": [3, 5], **_TAIL}
 register(Block("conv", "conv", _R3, dict(_CONV), conv))
 register(Block("conv_1xk_kx1", "conv", _R3, {"filters": _FILTERS, "kernel_size": [3, 5, 7], **_TAIL}, conv_1xk_kx1))
-register(Block("strided_conv", "conv", _R3, dict(_CONV), strided_conv))
-register(Block("resnet_block", "conv", _R3, {"filters": _FILTERS, "dropout": [0.0, 0.1, 0.3]}, resnet_block))
+register(Block("strided_conv", "conv", _R3, dict(_CONV), strided_conv, downsamples=True))
+register(Block("resnet_block", "conv", _R3, {"filters": _FILTERS, "dropout": [0.0, 0.1, 0.3]}, resnet_block,
+               expensive=True))  # two full-size convolutions and three batch norms, at the input's resolution
 register(Block("separable_conv", "conv", _R3, dict(_CONV), separable_conv))
-register(Block("max_pool", "pool", _R3, {"pool_size": [2, 3]}, max_pool))
-register(Block("avg_pool", "pool", _R3, {"pool_size": [2, 3]}, avg_pool))
-register(Block("nasnet_cell", "cell", _R3, {"filters": [32, 16, 64], "dropout": [0.0, 0.1, 0.3]}, nasnet_cell))
+register(Block("max_pool", "pool", _R3, {"pool_size": [2, 3]}, max_pool, downsamples=True))
+register(Block("avg_pool", "pool", _R3, {"pool_size": [2, 3]}, avg_pool, downsamples=True))
+register(Block("nasnet_cell", "cell", _R3, {"filters": [32, 16, 64], "dropout": [0.0, 0.1, 0.3]}, nasnet_cell,
+               expensive=True))  # about 20 layers: seven separable convolutions and their batch norms

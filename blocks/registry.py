@@ -2,7 +2,14 @@
 
 A block declares the input ranks it accepts (without the batch axis: 1 = feature vector,
 2 = sequence (steps, features), 3 = image (h, w, c)), its search space (param -> choices, the
-first choice being the default) and `apply(x, name, **params)`. Every Keras layer a block creates
+first choice being the default) and `apply(x, name, **params)`.
+
+Two facts about cost steer where a search starts (modelsearch/space.py): `expensive` blocks (many layers or
+much compute per unit of width: NASNet cells, residual conv pairs, bidirectional LSTMs, attention) are
+never in a study's first, random candidates, only reached by mutation; `downsamples` blocks halve the
+spatial (or step) axes, which a cheap image start pairs with its convolutions. User blocks are cheap.
+Width choices (units, filters, d_model, ff_dim) are ordered by value there; their first element stays the
+default, so adding narrower choices changes no block's default params. Every Keras layer a block creates
 is named f"{name}_<something>", so a spec always yields the same layer names (the trainer copies
 weights from parent to child by layer name and shape).
 """
@@ -27,6 +34,8 @@ class Block:
     space: dict = field(hash=False)
     apply: Callable = field(hash=False)
     out_rank: int | None = None
+    expensive: bool = False
+    downsamples: bool = False
 
     def output_rank(self, input_rank: int) -> int:
         return input_rank if self.out_rank is None else self.out_rank

@@ -63,8 +63,10 @@ register(Block("conv1d", "conv1d", _R2,
                {"filters": [32, 16, 64, 128], "kernel_size": [3, 5], "batch_norm": [False, True],
                 "dropout": _DROPOUT}, conv1d))
 register(Block("lstm", "recurrent", _R2, {"units": _UNITS, "dropout": _DROPOUT}, lstm))
-register(Block("bidirectional_lstm", "recurrent", _R2, {"units": _UNITS, "dropout": _DROPOUT}, bidirectional_lstm))
+register(Block("bidirectional_lstm", "recurrent", _R2, {"units": _UNITS, "dropout": _DROPOUT}, bidirectional_lstm,
+               expensive=True))  # two LSTMs, each a sequential loop over the steps
 register(Block("gru", "recurrent", _R2, {"units": _UNITS, "dropout": _DROPOUT}, gru))
 register(Block("transformer_encoder", "transformer", _R2,
-               {"num_heads": [2, 4, 8], "d_model": [64, 32, 128], "ff_dim": [128, 64, 256],
-                "dropout": [0.0, 0.1, 0.3]}, transformer_encoder))
+               {"num_heads": [2, 4, 8], "d_model": [64, 16, 32, 128], "ff_dim": [128, 32, 64, 256],
+                "dropout": [0.0, 0.1, 0.3]}, transformer_encoder,
+               expensive=True))  # attention's cost grows with the square of the steps

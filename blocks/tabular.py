@@ -40,10 +40,11 @@ def bottleneck(x, name, units=128, rank=16, activation="relu", batch_norm=False,
 
 
 _R1 = frozenset({1})
+_UNITS = [128, 16, 32, 64, 256, 512]  # 128 stays the default; 16 and 32 are where a search starts
 register(Block("dense", "dense", _R1,
-               {"units": [128, 64, 256, 512], "activation": ["relu", "gelu", "tanh"], **_TAIL}, dense))
+               {"units": _UNITS, "activation": ["relu", "gelu", "tanh"], **_TAIL}, dense))
 register(Block("residual_dense", "dense", _R1,
-               {"units": [128, 64, 256, 512], "activation": ["relu", "gelu"], **_TAIL}, residual_dense))
+               {"units": _UNITS, "activation": ["relu", "gelu"], **_TAIL}, residual_dense))
 register(Block("bottleneck", "dense", _R1,
-               {"units": [128, 64, 256, 512], "rank": [16, 8, 32], "activation": ["relu", "gelu"], **_TAIL},
+               {"units": _UNITS, "rank": [16, 8, 32], "activation": ["relu", "gelu"], **_TAIL},
                bottleneck))

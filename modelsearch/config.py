@@ -25,9 +25,12 @@ SECTIONS = {
     "distillation": {"mode": "none", "weight": 0.5, "temperature": 3.0, "ramp_trials": 8},
     # Ensembles of the top_k trials (average, learned weights) and of `replicas` retrainings of the best.
     "ensemble": {"top_k": 3, "replicas": 2, "methods": ["average", "weighted", "replicas"]},
-    # The student: the smallest trial within `tolerance` (validation objective) of the best, or the best
-    # within `max_params`; trained on the ensemble's soft targets (soft_ce) and the labels.
-    "student": {"tolerance": 0.01, "max_params": None, "weight": 0.7, "temperature": 3.0},
+    # The student: several architectures distilled from the ensemble (soft_ce on its soft targets and the
+    # labels): the smallest trial within `tolerance` (validation objective) of the best (or the best within
+    # `max_params`), the best at each width factor of `widths` (every block's units, filters... scaled), and
+    # the `smallest` smallest searched architectures; the smallest within `tolerance` of the best is kept.
+    "student": {"tolerance": 0.01, "max_params": None, "weight": 0.7, "temperature": 3.0,
+                "widths": [0.5, 0.25], "smallest": 2},
     # Which model is pushed: the best on validation, or the best with at most `max_params` parameters.
     "push": {"policy": "best_accuracy", "max_params": None},
     # Cluster runs only (the Kubeflow / Vertex compile; a local run ignores it): what each trainer pod gets
@@ -236,6 +239,11 @@ class SearchConfig:
         count("student", "max_params", optional=True)
         number("student", "weight", 0, 1)
         number("student", "temperature", 0.1, 100)
+        widths = self.student["widths"]
+        if not isinstance(widths, list) or not all(_is_number(w) and 0 < w <= 1 for w in widths):
+            fail(f"student.widths must be a list of width factors in (0, 1], such as [0.5, 0.25] (or [] for "
+                 f"none), got {widths!r}")
+        count("student", "smallest", 0)
         if self.push["policy"] not in PUSH_POLICIES:
             fail(f"push.policy must be one of {', '.join(PUSH_POLICIES)}, got {self.push['policy']!r}")
         count("push", "max_params", optional=True)

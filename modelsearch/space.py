@@ -16,14 +16,15 @@ from modelsearch import kinds
 from modelsearch.kinds import KIND_FAMILIES, RANK_KINDS
 
 HEADS = ["avg", "max", "flatten"]
-WIDTH_PARAMS = ("units", "filters", "d_model")
-FLATTEN_LIMIT = 4096  # random specs may start with a flatten head when the input has at most this many values
+WIDTH_PARAMS = ("units", "filters", "d_model", "ff_dim")
+FLATTEN_LIMIT = 4096  # a random start flattens when its last block outputs at most this many values
 
 
 class SearchSpace:
     def __init__(self, config: SearchConfig, input_shape):
         self.config = config
         self.rank = len(input_shape)
+        self.input_shape = tuple(input_shape)
         self.input_size = kinds.size(input_shape)
         if self.rank not in RANK_KINDS:
             raise UserError(f"input shape {list(input_shape)} is not supported; inputs must be vectors (rank 1), "
@@ -71,22 +72,94 @@ class SearchSpace:
         return chosen
 
     # -- specs -------------------------------------------------------------------------------
-    def _random_block(self, rng: random.Random, block=None) -> dict:
+    # A study starts small and grows. Its first candidates (random specs) are cheap, shallow and narrow: no
+    # expensive block (blocks/registry.py), widths from the narrow half of each block's choices where a block
+    # sees positions (sequences, images: its cost is width x positions; on vectors a wide layer costs no more
+    # time than the input's width, and a narrow start there only loses accuracy the student wins back), depth mostly
+    # initial_depth's low end, and on images each size-keeping block followed by a downsampling one (the shape
+    # of a small CNN, whose output stays small enough to flatten), a pooling block never alone. Mutation grows
+    # them: add_block and replace_block draw from every block and all of its choices, width steps to the next
+    # wider (or narrower) choice. A start this cheap is beaten quickly when it is weak, and nothing is spent on
+    # a large network before a small one has been tried. On vectors the very first candidate is the linear
+    # model (no block, `first_specs`), so the search's best is never worse than it on validation.
+    def _random_block(self, rng: random.Random, block=None, narrow: bool = False) -> dict:
         block = block or rng.choice(self.blocks)
-        return {"name": block.name, "params": {k: rng.choice(v) for k, v in sorted(block.space.items())}}
+        return {"name": block.name,
+                "params": {k: rng.choice(narrow_half(v) if narrow and k in WIDTH_PARAMS else v)
+                           for k, v in sorted(block.space.items())}}
 
     def default_knobs(self) -> dict:
         return {name: choices[0] for name, choices in sorted(self.knobs.items())}
 
+    def first_specs(self) -> list[dict]:
+        """The candidates every study tries before any random one: the linear model on vectors."""
+        return [{"blocks": [], "head": "avg", "knobs": self.default_knobs()}] if self.rank == 1 else []
+
     def random_spec(self, rng: random.Random) -> dict:
+        """A random start: cheap, shallow and narrow (see above)."""
+        for _ in range(100):
+            spec = self._start_spec(rng)
+            if self.is_valid(spec):
+                return spec
+        raise UserError("could not build a valid random architecture from the configured blocks; "
+                        "check the ranks of your custom blocks")
+
+    def any_spec(self, rng: random.Random) -> dict:
+        """A random spec from the whole space: any block, any choice, any depth of initial_depth, any head
+        (random search once its start is over)."""
         low, high = self.config.initial_depth
         for _ in range(100):
             spec = {"blocks": [self._random_block(rng) for _ in range(rng.randint(low, high))],
                     "head": self._random_head(rng), "knobs": self.default_knobs()}
             if self.is_valid(spec):
                 return spec
-        raise UserError("could not build a valid random architecture from the configured blocks; "
-                        "check the ranks of your custom blocks")
+        return self.random_spec(rng)
+
+    def _start_spec(self, rng: random.Random) -> dict:
+        low, high = self.config.initial_depth
+        depth = low if rng.random() < 0.5 else rng.randint(low, high)  # mostly the low end
+        cheap = [b for b in self.blocks if not b.expensive] or self.blocks  # only expensive blocks: use them
+        downsamplers = [b for b in cheap if b.downsamples and 3 in b.ranks and b.output_rank(3) == 3]
+        layers, rank = [], self.rank
+        for _ in range(depth):
+            fitting = [b for b in cheap if rank in b.ranks]
+            if not fitting:
+                break
+            learning = [b for b in fitting if not (b.downsamples and not set(b.space) & set(WIDTH_PARAMS))]
+            block = rng.choice(learning or fitting)  # a pooling block alone learns nothing: it only follows
+            layers.append(self._random_block(rng, block, narrow=rank > 1))
+            rank = block.output_rank(rank)
+            if rank == 3 and not block.downsamples and downsamplers and len(layers) < self.config.max_depth:
+                layers.append(self._random_block(rng, rng.choice(downsamplers), narrow=True))
+        spec = {"blocks": layers, "knobs": self.default_knobs()}
+        # Shallow features are local: a global pool after one or two blocks throws away where they are, so
+        # the start flattens when that stays small, downsampling once more where that makes it so; pooling
+        # heads are a mutation away.
+        pools = [b for b in downsamplers if not set(b.space) & set(WIDTH_PARAMS)] or downsamplers
+        flat = self.output_size(spec)
+        while (rank == 3 and pools and flat is not None and flat > FLATTEN_LIMIT
+               and len(layers) < self.config.max_depth):
+            layers.append(self._random_block(rng, rng.choice(pools), narrow=True))
+            flat = self.output_size(spec)
+        spec["head"] = "flatten" if self.rank > 1 and flat is not None and flat <= FLATTEN_LIMIT else "avg"
+        return spec
+
+    def output_size(self, spec: dict) -> int | None:
+        """The number of values a spec's last block outputs, estimated from the block metadata (downsampling
+        halves the spatial axes, rounding up; a width param sets the channels); None when a block changes the
+        rank (a custom block: its shape is unknown here)."""
+        shape = [int(d) for d in self.input_shape]
+        for b in spec["blocks"]:
+            block = blocks.get(b["name"])
+            if block.output_rank(len(shape)) != len(shape):
+                return None
+            params = {**blocks.default_params(block), **b.get("params", {})}
+            if block.downsamples:
+                shape[:-1] = [-(-d // 2) for d in shape[:-1]]
+            width = next((params[p] for p in ("filters", "units", "d_model") if p in params), None)
+            if isinstance(width, int):
+                shape[-1] = width
+        return kinds.size(shape)
 
     def _random_head(self, rng: random.Random) -> str:
         """Vectors: "avg" (the builder ignores it). Sequences and images: any head when flattening the input's
@@ -121,7 +194,8 @@ class SearchSpace:
             layers.append(new)
             mutation = f"add_block:{new['name']}"
         else:
-            ops = ["replace_block", "knob", "width"] + (["head"] if self.rank > 1 else [])
+            # The linear model has no block to replace: it grows by add_block, or changes a knob.
+            ops = (["replace_block"] if layers else []) + ["knob", "width"] + (["head"] if self.rank > 1 else [])
             op = rng.choice(ops)
             if op == "replace_block":
                 i = rng.randrange(len(layers))
@@ -157,7 +231,26 @@ class SearchSpace:
             return None
         i, param = rng.choice(options)
         block = spec["blocks"][i]
-        current = block["params"].get(param, blocks.get(block["name"]).space[param][0])
-        value = rng.choice([c for c in blocks.get(block["name"]).space[param] if c != current])
+        choices = blocks.get(block["name"]).space[param]
+        current = block["params"].get(param, choices[0])
+        ordered = ordered_choices(choices)
+        if current in ordered:  # one step wider or narrower: a network grows by steps, from a narrow start
+            at = ordered.index(current)
+            value = rng.choice([ordered[j] for j in (at - 1, at + 1) if 0 <= j < len(ordered)])
+        else:
+            value = rng.choice([c for c in choices if c != current])
         block["params"][param] = value
         return f"width:{i}:{param}={value}"
+
+
+def ordered_choices(choices: list) -> list:
+    """A width's choices from narrowest to widest (a block lists its default first)."""
+    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices):
+        return sorted(set(choices))
+    return list(choices)
+
+
+def narrow_half(choices: list) -> list:
+    """The narrower half of a width's choices (at least one): where a random start draws from."""
+    ordered = ordered_choices(choices)
+    return ordered[:max(1, len(ordered) // 2)]

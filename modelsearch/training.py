@@ -307,7 +307,7 @@ def _hint(spec: dict) -> str:
 
 
 def progress_line(trial: Trial, seconds: float) -> str:
-    arch = "+".join(b["name"] for b in trial.spec["blocks"]) if "blocks" in trial.spec else trial.kind
+    arch = ("+".join(b["name"] for b in trial.spec["blocks"]) or "linear") if "blocks" in trial.spec else trial.kind
     origin = f"from {trial.parent_id} by {trial.mutation}" if trial.parent_id is not None else "random"
     if trial.mutation.startswith("reevaluate:"):  # the same architecture again, another seed, from scratch
         origin = f"re-evaluation of {trial.mutation.split(':', 1)[1]}"

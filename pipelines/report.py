@@ -14,6 +14,7 @@ from html import escape
 from modelsearch.objective import pareto_front, quality
 from modelsearch.strategies.base import score
 from modelsearch.trialstore import COMPLETED, ENSEMBLE, REPLICA, SEARCH, STOPPED, STUDENT
+from pipelines.summary import kept_student
 from pipelines.trial_commands import (architecture, is_classification, leaderboard_rows, metric_columns,
                                       ranked, reason, shorten, state_counts, study_trials, summary_line)
 
@@ -91,8 +92,9 @@ def _best(trials, kinds=(SEARCH,)):
 def _decisions(store, study, trials) -> str:
     items = []
     by_id = {t.trial_id: t for t in trials}
-    latest = {k: max((t for t in trials if t.kind == k and t.state == COMPLETED), key=lambda t: t.trial_id,
-                     default=None) for k in (ENSEMBLE, STUDENT)}
+    latest = {ENSEMBLE: max((t for t in trials if t.kind == ENSEMBLE and t.state == COMPLETED),
+                            key=lambda t: t.trial_id, default=None),
+              STUDENT: kept_student(store, study, trials)}  # the kept one of the students tried
     if latest[ENSEMBLE]:
         e = latest[ENSEMBLE]
         items.append(f"<b>Ensemble</b>: trial {e.trial_id}, {escape(str(e.spec.get('method', '')))} of trials "

@@ -19,6 +19,16 @@ def _model(trial) -> dict | None:
             "saved_model": os.path.join(trial.model_uri, SERVING_DIR)}
 
 
+def kept_student(store: TrialStore, study: str, trials):
+    """The student the Distiller kept (its latest "student" decision) among `trials`; a study distilled before
+    students were chosen among several has no such decision: its latest completed student."""
+    by_id = {t.trial_id: t for t in trials if t.kind == STUDENT and t.state == COMPLETED}
+    for decision in reversed(store.decisions(study, STUDENT)):
+        if decision.get("kept_trial_id") in by_id:
+            return by_id[decision["kept_trial_id"]]
+    return max(by_id.values(), key=lambda t: t.trial_id, default=None)
+
+
 def build_summary(store: TrialStore, study: str, pushed_to: str | None = None,
                   push_destination: str = "") -> dict:
     """What the study holds now on its current data version; `pushed_to` is the version directory the Pusher
@@ -27,8 +37,8 @@ def build_summary(store: TrialStore, study: str, pushed_to: str | None = None,
     search = [t for t in trials if t.kind == SEARCH]
     completed = [t for t in search if t.state == COMPLETED]
     best = max(completed, key=lambda t: (score(t), -t.trial_id), default=None)
-    latest = {kind: max((t for t in trials if t.kind == kind and t.state == COMPLETED),
-                        key=lambda t: t.trial_id, default=None) for kind in (ENSEMBLE, STUDENT)}
+    ensemble = max((t for t in trials if t.kind == ENSEMBLE and t.state == COMPLETED), key=lambda t: t.trial_id,
+                   default=None)
     return {
         "study": study,
         "data_version": store.data_version(study),
@@ -48,8 +58,8 @@ def build_summary(store: TrialStore, study: str, pushed_to: str | None = None,
             "mutation": best.mutation,
             "saved_model": os.path.join(best.model_uri, SERVING_DIR),
         },
-        "ensemble": _model(latest[ENSEMBLE]),
-        "student": _model(latest[STUDENT]),
+        "ensemble": _model(ensemble),
+        "student": _model(kept_student(store, study, trials)),  # the kept one of the students tried
         "push": push_summary(store, study, pushed_to, push_destination),
         "pareto": pareto(completed),
     }

@@ -90,11 +90,13 @@ def _last_study(output_dir: str) -> str | None:
 # ---- what a trial is, in one line -------------------------------------------------------------------------------
 
 def architecture(trial) -> str:
-    """Block names joined with +, or an ensemble's method and members."""
+    """Block names joined with +, "linear" for a spec with no block, or an ensemble's method and members."""
     spec = trial.spec or {}
     if trial.kind == ENSEMBLE or "members" in spec:
         return f"{spec.get('method', 'ensemble')}({','.join(str(m) for m in spec.get('members', []))})"
     names = [b.get("name", "?") for b in spec.get("blocks", []) if isinstance(b, dict)]
+    if not names and spec.get("blocks") == []:
+        return "linear"
     return "+".join(names) or "-"
 
 

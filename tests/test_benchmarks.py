@@ -175,3 +175,19 @@ def test_async_smoke_run_writes_json(tmp_path):
     results = json.loads(out.read_text())
     assert results["mode"] == "async" and results["trainers"] == 4 and "round_size" not in results
     assert all(len(s["returned"]) == 2 for r in results["strategies"].values() for s in r["budgets"].values())
+
+
+def test_image_baseline_verdict():
+    """The bar of benchmarks/image_baseline.py: the best trial on validation (not on test) against the CNN."""
+    from benchmarks.image_baseline import verdict
+
+    def trial(i, val, test, start, end):
+        return {"trial_id": i, "val_accuracy": val, "test_accuracy": test, "started": start, "finished": end,
+                "seconds": end - start}
+
+    trials = [trial(1, 0.90, 0.99, 0, 10), trial(2, 0.95, 0.93, 0, 20), trial(3, None, None, 20, 30)]
+    v = verdict(trials, {"test_accuracy": 0.94, "train_s": 10.0})
+    assert v["best_trial"]["trial_id"] == 2 and v["span_s"] == 30 and v["time_ratio"] == 3.0
+    assert v["time_holds"] and not v["accuracy_holds"] and not v["holds"]
+    assert verdict(trials, {"test_accuracy": 0.93, "train_s": 4.0})["accuracy_holds"]
+    assert not verdict(trials, {"test_accuracy": 0.93, "train_s": 4.0})["time_holds"]  # 7.5x

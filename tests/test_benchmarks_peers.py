@@ -7,9 +7,17 @@ from benchmarks import async_trainers, overhead, peers
 
 
 def test_budget_counts_every_model_ours_trains():
-    budget = peers.budget_of(rounds=3, trainers=2, replicas=1, max_epochs=30, patience=5)
-    assert budget["trials"] == 3 * 2 + 1 + 1  # search trials, the replica, the student
-    assert peers.search_config(budget) == {"max_epochs": 30, "patience": 5, "ensemble": {"replicas": 1}}
+    budget = peers.budget_of(models=8, trainers=2, replicas=1, max_epochs=30, patience=5)
+    # N = search trials + the replica + the student tries (the one near the best, the best at 2 widths).
+    assert budget["trials"] == 8 and budget["search_trials"] == 8 - 1 - 3
+    student = {"widths": [0.5], "smallest": 2}
+    assert peers.budget_of(models=30, trainers=2, replicas=2, max_epochs=30, patience=5,
+                           student=student)["search_trials"] == 30 - 2 - (1 + 2 + 1)
+    assert peers.search_config(budget) == {"max_epochs": 30, "patience": 5, "ensemble": {"replicas": 1},
+                                           "student": peers.STUDENT}
+    with pytest.raises(ValueError, match="no search trial"):
+        peers.budget_of(models=4, trainers=1, replicas=1, max_epochs=30, patience=5)
+    assert peers.search_trials({"rounds": 3, "trainers": 2}) == 6  # a result file of before
 
 
 def test_summary_means_and_targets():
@@ -42,20 +50,23 @@ def test_hyperband_epoch_cap_stops_the_oracle():
 
 @pytest.mark.slow
 def test_peers_smoke(tmp_path):
-    """Every tool on breast_cancer, one seed, 3 models of at most 2 epochs each (Hyperband: 6 epochs)."""
-    budget = peers.budget_of(rounds=1, trainers=1, replicas=1, max_epochs=2, patience=1)
+    """Every tool on breast_cancer, one seed, 5 models of at most 2 epochs each (Hyperband: 10 epochs)."""
+    budget = peers.budget_of(models=5, trainers=1, replicas=1, max_epochs=2, patience=1)
     out = tmp_path / "peers.json"
     peers.run(["breast_cancer"], [0], budget, workdir=str(tmp_path / "work"), out=str(out), in_process=True)
     results = json.loads(out.read_text())
-    assert results["settings"]["budget"]["trials"] == 3 and results["machine"]["nproc"] >= 1
+    # One search trial, one replica, up to three students (the best as it is and at two narrower widths).
+    assert results["settings"]["budget"]["trials"] == 5 and results["machine"]["nproc"] >= 1
     runs = {r["tool"]: r for r in results["runs"]}
     assert set(runs) == set(peers.TOOLS)
     for tool, r in runs.items():
         assert "error" not in r, r
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["num_params"] > 0 and r["wall_s"] > 0
         assert 1 <= r["epochs"] <= r["trials"] * budget["max_epochs"], r
-    assert runs["ours"]["trials"] == runs["random_search"]["trials"] == runs["autokeras"]["trials"] == 3
-    assert runs["hyperband"]["epochs"] <= 3 * budget["max_epochs"]
+    assert runs["random_search"]["trials"] == runs["autokeras"]["trials"] == 5 >= runs["ours"]["trials"]
+    models = runs["ours"]["models"]
+    assert (models["search"], models["replica"]) == (1, 1) and 1 <= models["student"] <= 3
+    assert runs["hyperband"]["epochs"] <= 5 * budget["max_epochs"]
     assert runs["ours"]["test_accuracy"] > 0.5 and runs["ours"]["winner"] == "student"
     assert {t["peer"] for t in results["summary"]["targets"]} == set(peers.PEERS)
     assert "KerasTuner Hyperband" in peers.markdown(results)
@@ -95,12 +106,24 @@ def test_async_trainers_smoke(tmp_path):
 
 
 def test_resume_keeps_finished_cells(tmp_path):
-    budget = peers.budget_of(rounds=1, trainers=1, replicas=1, max_epochs=2, patience=1)
+    budget = peers.budget_of(models=5, trainers=1, replicas=1, max_epochs=2, patience=1)
     done = [{"dataset": "breast_cancer", "seed": 0, "tool": tool, "test_accuracy": 0.9, "num_params": 10,
              "wall_s": 1.0, "trials": 3, "epochs": 3} for tool in peers.TOOLS]
     out = tmp_path / "peers.json"
     out.write_text(json.dumps({"settings": {"budget": budget}, "runs": done}))
     results = peers.run(["breast_cancer"], [0], budget, workdir=str(tmp_path / "work"), out=str(out), resume=True)
     assert results["runs"] == done  # nothing trained: the cell was complete
-    other = peers.budget_of(rounds=2, trainers=1, replicas=1, max_epochs=2, patience=1)
+    other = peers.budget_of(models=6, trainers=1, replicas=1, max_epochs=2, patience=1)
     assert peers.finished_runs(str(out), other, peers.TOOLS) == []  # another budget starts afresh
+
+
+def test_peers_from_an_earlier_file_of_the_same_peer_budget(tmp_path):
+    budget = peers.budget_of(models=5, trainers=1, replicas=1, max_epochs=2, patience=1)
+    earlier = [{"dataset": "d", "seed": 0, "tool": tool, "test_accuracy": 0.9} for tool in peers.TOOLS]
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps({"settings": {"budget": {"rounds": 1, "trainers": 1, "replicas": 1, "trials": 5,
+                                                        "max_epochs": 2, "patience": 1}}, "runs": earlier}))
+    # Ours is never taken from it (our code changed); the peers are, when their budget is the same.
+    assert [r["tool"] for r in peers.earlier_peer_runs(str(path), budget, peers.TOOLS)] == list(peers.PEERS)
+    with pytest.raises(ValueError, match="another budget"):
+        peers.earlier_peer_runs(str(path), {**budget, "trials": 6}, peers.TOOLS)

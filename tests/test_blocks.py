@@ -60,6 +60,12 @@ def test_every_block_trains_one_step(name, rank, variant):
     assert all(layer.name == "x" or layer.name.startswith(("b0_", "head_", "logits")) for layer in model.layers)
 
 
+def test_the_linear_model_builds_and_trains():
+    """A spec with no blocks: the inputs go straight to the output layer (the first candidate on vectors)."""
+    model = _train_one_step({"blocks": [], "head": "avg", "knobs": {}}, (5,))
+    assert [layer.name for layer in model.layers] == ["x", "logits"] and model.count_params() == 5 * 3 + 3
+
+
 def test_registry_basics():
     assert {"dense", "residual_dense", "bottleneck", "conv", "conv_1xk_kx1", "strided_conv", "resnet_block",
             "separable_conv", "max_pool", "avg_pool", "nasnet_cell", "conv1d", "lstm", "bidirectional_lstm",

@@ -61,7 +61,8 @@ def test_compiled_package_runs_task_by_task_on_mariadb(tmp_path, mysql_store_con
     search = [t for t in trials if t.kind == "search"]
     assert sorted(t.number for t in search) == [0, 1, 2] and all(t.state == "completed" for t in search)
     assert {int(t.worker.rsplit(":", 1)[1]) for t in search} == {t.pid for t in trainers}
-    assert [t.kind for t in trials if t.kind in ("ensemble", "student")] == ["ensemble", "student"]
+    exploit = [t.kind for t in trials if t.kind in ("ensemble", "student")]
+    assert exploit[0] == "ensemble" and len(exploit) > 2 and set(exploit[1:]) == {"student"}  # students tried
     assert all(t.state == "completed" for t in trials)
     [decision] = store.decisions("default", "push")
     assert decision["pushed"] and decision["reason"] == "nothing pushed before"

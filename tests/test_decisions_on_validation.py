@@ -107,7 +107,7 @@ def test_changing_the_test_labels_changes_no_decision(tmp_path):
     from modelsearch import strategies
     from modelsearch.distilling import distill
     from modelsearch.ensembling import build_ensemble
-    from modelsearch.exploit import choose_student, completed_search, ranked, teacher_for
+    from modelsearch.exploit import completed_search, ranked, student_candidates, teacher_for
     from modelsearch.export import SERVING_DIR, load_trial_model
     from modelsearch.search import create_strategy
     from modelsearch.selection import decide
@@ -121,7 +121,8 @@ def test_changing_the_test_labels_changes_no_decision(tmp_path):
     run_preprocess(str(tmp_path / "d.csv"), schema, str(tmp_path / "examples_a"), transform)
     # Early stopping off: every trial must complete, so that both copies have the same trials to decide on.
     config = SearchConfig.from_json({"max_epochs": 8, "patience": 3, "early_stopping": {"rule": "none"},
-                                     "ensemble": {"top_k": 3, "replicas": 0, "methods": ["average", "weighted"]}})
+                                     "ensemble": {"top_k": 3, "replicas": 0, "methods": ["average", "weighted"]},
+                                     "student": {"widths": [0.5], "smallest": 1}})
     runs = {}
     for copy in ("a", "b"):
         root = tmp_path / copy
@@ -156,8 +157,11 @@ def test_changing_the_test_labels_changes_no_decision(tmp_path):
     assert ids(beam.beam(a["trials"])) == ids(beam.beam(b["trials"])) == order[:2]
     distillation = {**config.distillation, "mode": "soft_ce"}
     assert teacher_for(a["trials"], distillation) == teacher_for(b["trials"], distillation)
-    student = choose_student(a["trials"], config.student["tolerance"], None)
-    assert student.trial_id == choose_student(b["trials"], config.student["tolerance"], None).trial_id
+    def tries(trials):
+        return [(c.parent.trial_id, c.mutation, c.spec) for c in student_candidates(trials, config.student)]
+
+    students = tries(a["trials"])
+    assert students == tries(b["trials"]) and len(students) > 1
     space = SearchSpace(config, schema["input_shape"])
     for name in strategies.names():
         strategy = create_strategy(SearchConfig.from_json({"strategy": name, "beam_size": 2, "min_completed": 2}))
@@ -187,9 +191,12 @@ def test_changing_the_test_labels_changes_no_decision(tmp_path):
         assert validation_only(other["metrics"]) == pytest.approx(validation_only(compared["metrics"]), rel=1e-6)
     assert ea.metrics["test_accuracy"] != eb.metrics["test_accuracy"]
 
-    sa, sb = a["student"], b["student"]
-    assert (sa.spec, sa.parent_id, sa.teacher_id) == (sb.spec, sb.parent_id, sb.teacher_id)
-    assert sa.parent_id == student.trial_id
+    sa, sb = a["student"], b["student"]  # the kept ones of the students tried
+    assert (sa.spec, sa.parent_id, sa.teacher_id, sa.mutation) == (sb.spec, sb.parent_id, sb.teacher_id, sb.mutation)
+    assert (sa.parent_id, sa.mutation) in {(parent, mutation) for parent, mutation, _ in students}
+    trained = {copy: [(t.parent_id, t.mutation) for t in runs[copy]["store"].completed("s", kinds=("student",))]
+               for copy in ("a", "b")}
+    assert trained["a"] == trained["b"] and set(trained["a"]) <= {(parent, mutation) for parent, mutation, _ in students}
 
     da, db = a["decision"], b["decision"]
     decided = ("winner_trial_id", "winner_kind", "pushed", "reason", "previous_version")

@@ -33,11 +33,15 @@ def test_local_pipeline_two_trainers_on_a_budget_then_continue(tmp_path, capsys)
     serving = tmp_path / "serving"
     assert main(argv + ["--push-destination", str(serving)]) == 0
     err = capsys.readouterr().err
+    store = TrialStore({"sqlite": str(out / "trials.sqlite")})
+    # The students tried: near the best, the smallest others, the best at narrower widths (fewer if two coincide).
+    students = [t for t in store.trials("default") if t.kind == "student"]
+    assert 1 < len(students) <= 5 and all(t.state == "completed" for t in students)
     epoch = re.compile(r"\[modelsearch\] trial \d+ epoch \d+/3: ")
     ended = [line for line in err.splitlines() if line.startswith("[modelsearch] trial ") and not epoch.match(line)]
-    assert len(ended) == 4 + 2 + 1  # search trials, replicas of the best, the student: one line as each ends
+    assert len(ended) == 4 + 2 + len(students)  # search trials, replicas of the best, students: one line as each ends
     assert re.search(r"^\[modelsearch\] trial \d+ epoch 1/3: loss ", err, re.M)  # and one line per epoch
-    assert err.count(" replica from ") == 2 and err.count(" student from ") == 1
+    assert err.count(" replica from ") == 2 and err.count(" student from ") == len(students)
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trials_completed"] == 4 and summary["trials_failed"] == 0
@@ -49,11 +53,11 @@ def test_local_pipeline_two_trainers_on_a_budget_then_continue(tmp_path, capsys)
     ensemble, student, push = summary["ensemble"], summary["student"], summary["push"]
     assert ensemble["metrics"]["test_accuracy"] >= 0 and student["teacher_id"] == ensemble["trial_id"]
     assert student["num_params"] < ensemble["num_params"]
+    assert f"[modelsearch] student: kept trial {student['trial_id']} (" in err
     assert push["pushed"] and push["reason"] == "nothing pushed before"
     assert os.path.dirname(push["version_path"]) == str(serving)
     assert os.path.exists(os.path.join(push["version_path"], "saved_model.pb"))
 
-    store = TrialStore({"sqlite": str(out / "trials.sqlite")})
     search = lambda: [t for t in store.trials("default") if t.kind == "search"]  # noqa: E731
     assert {t.kind for t in store.trials("default")} == {"search", "replica", "ensemble", "student"}
     trials = search()

@@ -6,7 +6,7 @@ import pytest
 from modelsearch import strategies
 from modelsearch.config import SearchConfig, load_config
 from modelsearch.errors import UserError
-from modelsearch.space import SearchSpace
+from modelsearch.space import FLATTEN_LIMIT, SearchSpace, narrow_half
 from modelsearch.strategies.beam_search import BeamSearch
 from modelsearch.trialstore import Trial
 
@@ -83,7 +83,7 @@ def test_beam_starts_random_until_enough_trials():
     strategy = BeamSearch(beam_size=3, min_completed=2)
     first = strategy.propose([], 3, space, random.Random(0))
     assert all(c.parent_id is None and c.mutation == "random" for c in first)
-    assert all(1 <= len(c.spec["blocks"]) <= 2 for c in first)
+    assert first[0].spec["blocks"] == [] and all(1 <= len(c.spec["blocks"]) <= 2 for c in first[1:])
     one = make_trials(space, [0.5], random.Random(1))
     assert all(c.parent_id is None for c in strategy.propose(one, 2, space, random.Random(0)))
 
@@ -95,7 +95,7 @@ def test_never_repeats_even_in_a_tiny_space():
     space = SearchSpace(config, (4,))
     strategy = strategies.create("random")
     seen, trials = set(), []
-    for i in range(40):
+    for i in range(80):
         batch = strategy.propose(trials, 2, space, random.Random(i))
         for c in batch:
             assert space.key(c.spec) not in seen
@@ -103,7 +103,7 @@ def test_never_repeats_even_in_a_tiny_space():
             trials.append(Trial(trial_id=len(trials) + 1, study="s", state="completed", spec=c.spec))
         if not batch:
             break
-    assert 0 < len(seen) < 80  # the space is finite: the strategy stops instead of repeating
+    assert 0 < len(seen) < 160  # the space is finite (109 specs): the strategy stops instead of repeating
 
 
 def test_config_errors(tmp_path):
@@ -163,3 +163,116 @@ def test_evolution_mutates_model_search_specs():
     assert {c.parent_id for c in candidates} == {6}
     keys = {space.key(c.spec) for c in candidates}
     assert len(keys) == 4 and not keys & {space.key(t.spec) for t in trials}
+
+
+# -- start small, grow ------------------------------------------------------------------------------------------
+SHAPES = [(64,), (40, 1), (28, 28, 1), (8, 8, 3), (96, 96, 3)]
+EXPENSIVE = {"nasnet_cell", "resnet_block", "bidirectional_lstm", "transformer_encoder"}
+
+
+def test_expensive_blocks_are_marked():
+    assert {b for b in blocks.names() if blocks.get(b).expensive} == EXPENSIVE
+    assert {b for b in blocks.names() if blocks.get(b).downsamples} == {"strided_conv", "max_pool", "avg_pool"}
+    # Narrow widths were added behind the defaults, which stay what they were.
+    assert blocks.get("dense").space["units"][0] == 128 and {16, 32} <= set(blocks.get("dense").space["units"])
+    assert narrow_half(blocks.get("dense").space["units"]) == [16, 32, 64]
+    assert narrow_half(blocks.get("conv").space["filters"]) == [16, 32]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_random_specs_are_cheap_shallow_and_narrow(shape):
+    space = SearchSpace(SearchConfig(), shape)
+    rng = random.Random(0)
+    depths = []
+    for _ in range(300):
+        spec = space.random_spec(rng)
+        assert space.is_valid(spec)
+        names = [b["name"] for b in spec["blocks"]]
+        assert not set(names) & EXPENSIVE, spec
+        for b in spec["blocks"]:
+            for param, value in b["params"].items():
+                if param in ("units", "filters", "d_model", "ff_dim") and len(shape) > 1:  # vectors: any width
+                    assert value in narrow_half(blocks.get(b["name"]).space[param]), spec
+        if len(shape) == 3:  # a small CNN: something that learns first, downsampling after every size-keeping block
+            assert not blocks.get(names[0]).downsamples or "filters" in spec["blocks"][0]["params"], spec
+            for i, name in enumerate(names):
+                if not blocks.get(name).downsamples:
+                    assert i + 1 < len(names) and blocks.get(names[i + 1]).downsamples, spec
+            # 96x96x3 needs extra pooling to flatten; where the flatten head is chosen, it stays small.
+            assert spec["head"] == "flatten" and space.output_size(spec) <= FLATTEN_LIMIT, spec
+        # A level: a block that learns, with the downsampling block that follows it on images.
+        down = [blocks.get(n).downsamples for n in names]
+        learns = ["filters" in blocks.get(n).space or not down[i] for i, n in enumerate(names)]
+        depths.append(sum(1 for i in range(len(names)) if learns[i] and not (i and down[i] and not down[i - 1])))
+    assert set(depths) == {1, 2} and depths.count(1) > 2 * depths.count(2)  # mostly the low end of [1, 2]
+
+
+@pytest.mark.parametrize("shape", SHAPES[:3])
+def test_expensive_blocks_and_wide_settings_are_reached_by_mutation(shape):
+    space = SearchSpace(SearchConfig(), shape)
+    spec, used, widths = space.random_spec(random.Random(0)), set(), set()
+    for i in range(400):
+        out = space.mutate(spec, random.Random(i), p_deeper=0.5)
+        if out is not None:
+            used |= {b["name"] for b in out[0]["blocks"]}
+            widths |= {v for b in out[0]["blocks"] for k, v in b["params"].items() if k in ("units", "filters")}
+    fitting = {b.name for b in space.blocks if b.expensive}
+    assert fitting <= used and (fitting or len(shape) == 1)
+    assert max(widths) >= 128
+
+
+def test_width_mutation_steps_to_a_neighbouring_choice():
+    space = SearchSpace(SearchConfig(knobs={"learning_rate": [0.001]}), (10,))
+    spec = {"blocks": [{"name": "dense", "params": {"units": 32}}], "head": "avg", "knobs": space.default_knobs()}
+    steps = {space._mutate_width(json_copy(spec), random.Random(i)) for i in range(40)}
+    assert steps == {"width:0:units=16", "width:0:units=64"}
+
+
+def json_copy(spec):
+    import json
+    return json.loads(json.dumps(spec))
+
+
+@pytest.mark.parametrize("strategy", ["beam", "random", "evolution"])
+def test_the_first_candidate_on_vectors_is_linear(strategy):
+    space = SearchSpace(SearchConfig(), (10,))
+    chooser = strategies.create(strategy, min_completed=2)
+    first = chooser.propose([], 1, space, random.Random(0))[0]
+    assert first.spec == {"blocks": [], "head": "avg", "knobs": space.default_knobs()} and first.parent_id is None
+    # Taken (running) it is not proposed again; the next candidates are random networks.
+    running = [Trial(trial_id=1, study="s", state="running", spec=first.spec)]
+    assert all(c.spec["blocks"] for c in chooser.propose(running, 3, space, random.Random(1)))
+    # Not on images or sequences: there the first candidates are small networks.
+    for shape in ((8, 8, 1), (12, 3)):
+        assert chooser.propose([], 1, SearchSpace(SearchConfig(), shape), random.Random(0))[0].spec["blocks"]
+
+
+def test_mutating_the_linear_model_adds_a_block_or_changes_a_knob():
+    space = SearchSpace(SearchConfig(), (10,))
+    linear = space.first_specs()[0]
+    kinds = set()
+    for i in range(100):
+        child, mutation = space.mutate(linear, random.Random(i), p_deeper=0.5)
+        blocks.validate_spec(child, 1)
+        kinds.add(mutation.split(":")[0])
+        assert (mutation.startswith("add_block") and len(child["blocks"]) == 1) or not child["blocks"]
+    assert kinds == {"add_block", "knob"}
+
+
+def test_beam_grows_from_the_linear_model():
+    space = SearchSpace(SearchConfig(), (10,))
+    linear = Trial(trial_id=1, study="s", state="completed", spec=space.first_specs()[0], metrics={"objective": 0.9})
+    other = make_trials(space, [0.5], random.Random(0))[0]
+    other.trial_id = 2
+    candidates = BeamSearch(beam_size=1, min_completed=2).propose([linear, other], 4, space, random.Random(0))
+    assert {c.parent_id for c in candidates} == {1} and all(len(c.spec["blocks"]) <= 1 for c in candidates)
+
+
+def test_random_search_leaves_the_start_once_min_completed_trials_are_in():
+    space = SearchSpace(SearchConfig(), (12, 8, 1))
+    chooser = strategies.create("random", min_completed=2)
+    done = make_trials(space, [0.5, 0.6], random.Random(0))
+    later = chooser.propose(done, 60, space, random.Random(0))
+    assert {b["name"] for c in later for b in c.spec["blocks"]} & EXPENSIVE
+    early = chooser.propose(done[:1], 60, space, random.Random(0))
+    assert not {b["name"] for c in early for b in c.spec["blocks"]} & EXPENSIVE

@@ -1,4 +1,4 @@
-"""Distiller: a small student trained on the ensemble's soft targets and the labels."""
+"""Distiller: small students trained on the ensemble's soft targets and the labels; the Model is the one kept."""
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.channel import Channel

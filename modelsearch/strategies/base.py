@@ -45,17 +45,28 @@ class Strategy(abc.ABC):
         """`n` new candidates given every trial of the study so far (any state; `is_evidence` says which
         have results to learn from).
 
-        `space` offers random_spec(rng), mutate(spec, rng, p_deeper) -> (spec, mutation) | None
-        and key(spec); a strategy never proposes a key already in `trials` or twice in one call.
+        `space` offers random_spec(rng) (a cheap, small start), mutate(spec, rng, p_deeper) -> (spec, mutation)
+        | None and key(spec), and may offer first_specs() (tried before any random spec) and any_spec(rng) (a
+        random spec from the whole space); a strategy never proposes a key already in `trials` or twice in one
+        call.
         """
 
 
-def fill_random(candidates: list[Candidate], n: int, space, rng: random.Random, seen: set) -> list[Candidate]:
-    """Tops `candidates` up to `n` with random specs not in `seen`."""
+def fill_random(candidates: list[Candidate], n: int, space, rng: random.Random, seen: set,
+                start: bool = True) -> list[Candidate]:
+    """Tops `candidates` up to `n` with specs not in `seen`: first the space's first_specs (on vectors, the
+    linear model: every study tries it before anything random, so that nothing it returns is worse on
+    validation), then random ones, from the space's cheap start (random_spec) or, `start` False, from all of it
+    (any_spec, where the space has one)."""
+    for spec in getattr(space, "first_specs", list)():
+        if len(candidates) < n and space.key(spec) not in seen:
+            seen.add(space.key(spec))
+            candidates.append(Candidate(spec))
+    draw = space.random_spec if start else getattr(space, "any_spec", space.random_spec)
     for _ in range(1000 * n):
         if len(candidates) >= n:
             break
-        spec = space.random_spec(rng)
+        spec = draw(rng)
         if space.key(spec) not in seen:
             seen.add(space.key(spec))
             candidates.append(Candidate(spec))

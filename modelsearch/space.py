@@ -92,8 +92,11 @@ class SearchSpace:
         return {name: choices[0] for name, choices in sorted(self.knobs.items())}
 
     def first_specs(self) -> list[dict]:
-        """The candidates every study tries before any random one: the linear model on vectors."""
-        return [{"blocks": [], "head": "avg", "knobs": self.default_knobs()}] if self.rank == 1 else []
+        """The candidates every study tries before any random one: the linear model on vectors, unless the
+        configuration names the blocks to search (then it searches networks of those)."""
+        if self.rank != 1 or self.config.blocks:
+            return []
+        return [{"blocks": [], "head": "avg", "knobs": self.default_knobs()}]
 
     def random_spec(self, rng: random.Random) -> dict:
         """A random start: cheap, shallow and narrow (see above)."""

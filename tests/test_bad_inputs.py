@@ -645,7 +645,9 @@ def test_every_trial_diverging_is_one_line_and_exit_1(tmp_path):
     data = tmp_path / "tiny.csv"
     write_tiny_csv(data)
     config = tmp_path / "search.json"
-    config.write_text(json.dumps({"knobs": {"optimizer": ["sgd"], "learning_rate": [1e12]}, "max_epochs": 3}))
+    # Networks of hidden blocks (named: no linear model first, which a learning rate alone cannot overflow).
+    config.write_text(json.dumps({"knobs": {"optimizer": ["sgd"], "learning_rate": [1e12]}, "max_epochs": 3,
+                                  "blocks": ["dense", "residual_dense", "bottleneck"]}))
     out = tmp_path / "out"
     done = run_script(["run", "--data", str(data), "--label", "kind", "--output-dir", str(out), "--config",
                        str(config), "--trials", "2", "--trainers", "1"], timeout=900, cwd=tmp_path)

@@ -245,6 +245,9 @@ def test_the_first_candidate_on_vectors_is_linear(strategy):
     # Not on images or sequences: there the first candidates are small networks.
     for shape in ((8, 8, 1), (12, 3)):
         assert chooser.propose([], 1, SearchSpace(SearchConfig(), shape), random.Random(0))[0].spec["blocks"]
+    # Nor where the configuration names the blocks to search.
+    named = SearchSpace(SearchConfig.from_json({"blocks": ["dense"]}), (10,))
+    assert chooser.propose([], 1, named, random.Random(0))[0].spec["blocks"]
 
 
 def test_mutating_the_linear_model_adds_a_block_or_changes_a_knob():

@@ -370,7 +370,8 @@ def summarize(runs: list[dict]) -> dict:
             "trials": statistics.fmean(r["trials"] for r in rs), "epochs": statistics.fmean(r["epochs"] for r in rs)}
     targets = []
     for dataset, tools in table.items():
-        ours = tools.get("ours")
+        # The target is the pushed model's (what users serve); the student when no pushed one was recorded.
+        ours = tools.get("ours_pushed") or tools.get("ours")
         for peer in (p for p in PEERS if p in tools and ours):
             ratio = ours["num_params"] / tools[peer]["num_params"]
             gap = ours["test_accuracy"] - tools[peer]["test_accuracy"]
@@ -392,7 +393,7 @@ def markdown(results: dict) -> str:
             wall = f"{s['wall_s']:.0f}" if tool in TOOLS else "(in ours)"
             rows.append(f"| {dataset} | {names[tool]} | {s['test_accuracy']:.4f} ± {s['test_accuracy_sd']:.4f} | "
                         f"{s['num_params']:,.0f} | {wall} | {s['trials']:.0f} | {s['epochs']:.0f} |")
-    rows += ["", "| dataset | peer | accuracy: ours − peer | parameters: ours / peer | accuracy target | "
+    rows += ["", "| dataset | peer | accuracy: pushed − peer | parameters: pushed / peer | accuracy target | "
                  f"parameter target (≤ {PARAMS_TARGET:.0%}) |", "|---|---|---:|---:|---|---|"]
     for t in summary["targets"]:
         rows.append(f"| {t['dataset']} | {names[t['peer']]} | {t['accuracy_gap']:+.4f} | {t['params_ratio']:.0%} | "

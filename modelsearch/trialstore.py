@@ -511,12 +511,10 @@ class TrialStore:
         return decision_id
 
     def decisions(self, study: str, name: str) -> list[dict]:
-        """The study's recorded decisions called `name`, oldest first."""
-        context = self._store.get_context_by_type_and_name(STUDY_TYPE, study)
-        if context is None:
-            return []
-        executions = [e for e in self._store.get_executions_by_context(context.id)
-                      if e.type_id == self._decision_type and e.properties["name"].string_value == name]
+        """The study's recorded decisions called `name`, oldest first. Read among the decisions only (by type),
+        not the study's trials: the cost does not grow with the study."""
+        executions = [e for e in self._store.get_executions_by_type(DECISION_TYPE)
+                      if e.properties["study"].string_value == study and e.properties["name"].string_value == name]
         return [json.loads(e.properties["details"].string_value) for e in sorted(executions, key=lambda e: e.id)]
 
     # The search's wall-clock budget: a decision recorded when the search opens (a rerun opens a new one), so
@@ -528,13 +526,9 @@ class TrialStore:
         return deadline
 
     def deadline(self, study: str) -> float | None:
-        """The deadline (time.time()) of the study's latest opened search, or None when it has no time budget.
-        Read among the decisions only (by type), not the study's trials."""
-        opened = [e for e in self._store.get_executions_by_type(DECISION_TYPE)
-                  if e.properties["study"].string_value == study and e.properties["name"].string_value == TIME_BUDGET]
-        if not opened:
-            return None
-        return json.loads(max(opened, key=lambda e: e.id).properties["details"].string_value)["deadline"]
+        """The deadline (time.time()) of the study's latest opened search, or None when it has no time budget."""
+        opened = self.decisions(study, TIME_BUDGET)
+        return opened[-1]["deadline"] if opened else None
 
 
 def _to_trial(execution: mlmd.Execution) -> Trial:

@@ -3,8 +3,11 @@
 What to try and which to keep are modelsearch.exploit's decisions (student_candidates, keep_student): the
 smallest searched trial near the best, the smallest searched architectures, and the best at narrower widths.
 Each try is recorded as a "student" trial with the ensemble as its teacher and the searched trial it comes
-from as its parent, whose trained weights it starts from wherever a layer's name and shape still match. The
-kept one is recorded as the study's "student" decision and is the Distiller's output.
+from as its parent, whose trained weights it starts from wherever a layer's name and shape still match.
+Candidates train smallest first (exploit.smallest_first: a narrower network's size is known once built, before
+training), and the first within tolerance of the best search trial ends the tries (exploit.near_enough): it is
+the smallest that qualifies. The kept one is recorded as the study's "student" decision and is the Distiller's
+output.
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ def candidate_spec(candidate) -> dict:
 
 def distill(store: TrialStore, study: str, config: SearchConfig, teacher: Trial, examples_dir: str,
             transform_dir: str, model_dir: str) -> Trial | None:
-    """Tries every candidate (each into a folder of its own under `model_dir`) and returns the kept student."""
+    """Tries the candidates smallest first until one is near enough (each into a folder of its own under
+    `model_dir`) and returns the kept student."""
     import blocks
 
     blocks.load_user_blocks(config.custom_blocks)  # a candidate's blocks may be the user's

@@ -12,7 +12,8 @@ import time
 
 from modelsearch.errors import UserError
 from modelsearch.strategies.base import score
-from modelsearch.trialstore import COMPLETED, ENSEMBLE, REPLICA, SEARCH, STUDENT, STUDY_TYPE, TrialStore, open_store
+from modelsearch.trialstore import (COMPLETED, ENSEMBLE, EVIDENCE, REPLICA, SEARCH, STUDENT, STUDY_TYPE, TrialStore,
+                                    open_store)
 
 COMMANDS = ("trials", "show", "report")
 KINDS = (SEARCH, REPLICA, ENSEMBLE, STUDENT)
@@ -321,6 +322,9 @@ def _lineage(store: TrialStore, t, by_id: dict) -> list[str]:
 
 
 def _error(t) -> list[str]:
+    """The recorded reason: an error for a trial that failed or was lost; for one with a model (completed,
+    stopped) it is a note, why it ended when it did (the median rule, the time budget)."""
     if not t.error:
         return []
-    return ["", "error", *("  " + line for line in t.error.rstrip().splitlines())]
+    title = "note" if t.state in EVIDENCE else "error"
+    return ["", title, *("  " + line for line in t.error.rstrip().splitlines())]

@@ -226,3 +226,13 @@ def test_trial_commands_do_not_import_tensorflow(study):
                             text=True, timeout=120)
     assert result.stdout.splitlines()[-1] == "heavy [] [0, 0, 0]", result.stderr
     assert "dense+dense" in result.stdout and (out_dir / "report.html").exists()
+
+
+def test_show_calls_a_completed_trials_reason_a_note(tmp_path, capsys):
+    """A trial cut by the time budget completed with a model: its reason is a note, not an error."""
+    store = TrialStore({"sqlite": str(tmp_path / "trials.sqlite")})
+    trial_id = store.start_trial("default", spec("dense"))
+    store.complete_trial(trial_id, metrics(0.9, 0.9, 0.3), 100, 0, "/models/1", 1.0,
+                         reason="time budget: the search's time ran out, so the trial ended after epoch 3 of 30")
+    _, out, _ = cli(capsys, "show", "--output-dir", str(tmp_path), str(trial_id))
+    assert "\nnote\n  time budget: the search's time ran out" in out and "\nerror\n" not in out

@@ -6,6 +6,7 @@ import json
 import math
 import re
 
+from common.numbers import is_number
 from modelsearch import early_stopping, objective
 from modelsearch.errors import UserError
 
@@ -63,11 +64,6 @@ def parse_duration(text) -> float:
     return seconds
 
 
-def _is_number(value) -> bool:
-    """A real number that is not a bool (JSON's true is not 1 here), nan or infinite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _is_whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -89,7 +85,7 @@ def knob_problem(name: str, value) -> str | None:
             return None
         return f"unknown optimizer {value!r}; choose from {', '.join(optimizer_names())}"
     if name == "learning_rate":
-        if _is_number(value) and value > 0:
+        if is_number(value) and value > 0:
             return None
         return f"{value!r} is not a learning rate; choose finite numbers > 0, such as 0.001"
     if name == "batch_size":
@@ -97,7 +93,7 @@ def knob_problem(name: str, value) -> str | None:
             return None
         return f"{value!r} is not a batch size; choose whole numbers >= 1, such as 32 or 64"
     if name == "dropout":
-        if _is_number(value) and 0 <= value < 1:
+        if is_number(value) and 0 <= value < 1:
             return None
         return f"{value!r} is not a dropout rate; choose numbers in [0, 1), such as 0.0 or 0.2"
     return None
@@ -181,10 +177,10 @@ class SearchConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "min_completed" else 1):
                 fail(f"{name} must be a positive whole number, got {value!r}")
-        if self.time_budget is not None and (not _is_number(self.time_budget) or self.time_budget <= 0):
+        if self.time_budget is not None and (not is_number(self.time_budget) or self.time_budget <= 0):
             fail(f"time_budget must be a number of seconds > 0, a duration such as \"30m\", or null, "
                  f"got {self.time_budget!r}")
-        if not _is_number(self.p_deeper) or not 0 <= self.p_deeper <= 1:
+        if not is_number(self.p_deeper) or not 0 <= self.p_deeper <= 1:
             fail(f"p_deeper must be a probability between 0 and 1, got {self.p_deeper!r}")
         depth = self.initial_depth
         if (not isinstance(depth, list) or len(depth) != 2 or not all(_is_whole(d) for d in depth)
@@ -240,7 +236,7 @@ class SearchConfig:
         number("student", "weight", 0, 1)
         number("student", "temperature", 0.1, 100)
         widths = self.student["widths"]
-        if not isinstance(widths, list) or not all(_is_number(w) and 0 < w <= 1 for w in widths):
+        if not isinstance(widths, list) or not all(is_number(w) and 0 < w <= 1 for w in widths):
             fail(f"student.widths must be a list of width factors in (0, 1], such as [0.5, 0.25] (or [] for "
                  f"none), got {widths!r}")
         count("student", "smallest", 0)

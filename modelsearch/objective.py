@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import math
 
+from common.numbers import is_number
+
 SOFT, HARD = "soft", "hard"
 CONSTRAINTS = (SOFT, HARD)
 DEFAULTS = {"max_params": None, "max_latency_ms": None, "constraint": SOFT, "weight": -0.07}
@@ -50,20 +52,16 @@ def check(settings: dict) -> str | None:
     if params is not None and (isinstance(params, bool) or not isinstance(params, int) or params < 1):
         return f"objective.max_params must be a whole number >= 1 (a parameter target) or null, got {params!r}"
     latency = settings.get("max_latency_ms")
-    if latency is not None and (not _number(latency) or latency <= 0):
+    if latency is not None and (not is_number(latency) or latency <= 0):
         return (f"objective.max_latency_ms must be a number of milliseconds > 0 (the serving latency target) or "
                 f"null, got {latency!r}")
     if settings.get("constraint") not in CONSTRAINTS:
         return f"objective.constraint must be one of {', '.join(CONSTRAINTS)}, got {settings.get('constraint')!r}"
     weight = settings.get("weight")
-    if not _number(weight) or not -1 <= weight <= 0:
+    if not is_number(weight) or not -1 <= weight <= 0:
         return (f"objective.weight must be a number between -1 and 0 (the soft penalty's exponent; MnasNet uses "
                 f"-0.07), got {weight!r}")
     return None
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def measures_latency(settings: dict | None) -> bool:

@@ -78,10 +78,19 @@ class SearchSpace:
     # time than the input's width, and a narrow start there only loses accuracy the student wins back), depth mostly
     # initial_depth's low end, and on images each size-keeping block followed by a downsampling one (the shape
     # of a small CNN, whose output stays small enough to flatten), a pooling block never alone. Mutation grows
-    # them: add_block and replace_block draw from every block and all of its choices, width steps to the next
-    # wider (or narrower) choice. A start this cheap is beaten quickly when it is weak, and nothing is spent on
-    # a large network before a small one has been tried. On vectors the very first candidate is the linear
-    # model (no block, `first_specs`), so the search's best is never worse than it on validation.
+    # them: add_block and replace_block draw from the cheap blocks and all of their choices, and from the
+    # expensive ones too once the cheap ones have stalled (the strategy says when: strategies/base.py,
+    # cheap_stalled), width steps to the next wider (or narrower) choice. A start this cheap is beaten quickly
+    # when it is weak, and nothing is spent on a large network before small ones have stopped improving. On
+    # vectors the very first candidate is the linear model (no block, `first_specs`), so the search's best is
+    # never worse than it on validation.
+    @property
+    def expensive_blocks(self) -> list:
+        return [b for b in self.blocks if b.expensive]
+
+    def _cheap_blocks(self) -> list:
+        return [b for b in self.blocks if not b.expensive] or self.blocks  # only expensive blocks: use them
+
     def _random_block(self, rng: random.Random, block=None, narrow: bool = False) -> dict:
         block = block or rng.choice(self.blocks)
         return {"name": block.name,
@@ -121,7 +130,7 @@ class SearchSpace:
     def _start_spec(self, rng: random.Random) -> dict:
         low, high = self.config.initial_depth
         depth = low if rng.random() < 0.5 else rng.randint(low, high)  # mostly the low end
-        cheap = [b for b in self.blocks if not b.expensive] or self.blocks  # only expensive blocks: use them
+        cheap = self._cheap_blocks()
         downsamplers = [b for b in cheap if b.downsamples and 3 in b.ranks and b.output_rank(3) == 3]
         layers, rank = [], self.rank
         for _ in range(depth):
@@ -188,12 +197,15 @@ class SearchSpace:
         return json.dumps(normal, sort_keys=True)
 
     # -- mutation ----------------------------------------------------------------------------
-    def mutate(self, spec: dict, rng: random.Random, p_deeper: float) -> tuple[dict, str] | None:
-        """One mutation of `spec`: (child, description), or None when it produced no valid child."""
+    def mutate(self, spec: dict, rng: random.Random, p_deeper: float,
+               expensive: bool = True) -> tuple[dict, str] | None:
+        """One mutation of `spec`: (child, description), or None when it produced no valid child. `expensive`
+        False: a new or replacing block is a cheap one (the strategy decides when expensive ones may come)."""
         child = copy.deepcopy(spec)
         layers = child["blocks"]
+        pool = self.blocks if expensive else self._cheap_blocks()
         if len(layers) < self.config.max_depth and rng.random() < p_deeper:
-            new = self._random_block(rng)
+            new = self._random_block(rng, rng.choice(pool))
             layers.append(new)
             mutation = f"add_block:{new['name']}"
         else:
@@ -202,7 +214,7 @@ class SearchSpace:
             op = rng.choice(ops)
             if op == "replace_block":
                 i = rng.randrange(len(layers))
-                others = [b for b in self.blocks if b.name != layers[i]["name"]] or self.blocks
+                others = [b for b in pool if b.name != layers[i]["name"]] or pool
                 old = layers[i]["name"]
                 layers[i] = self._random_block(rng, rng.choice(others))
                 mutation = f"replace_block:{i}:{old}->{layers[i]['name']}"

@@ -7,6 +7,7 @@ from modelsearch import strategies
 from modelsearch.config import SearchConfig, load_config
 from modelsearch.errors import UserError
 from modelsearch.space import FLATTEN_LIMIT, SearchSpace, narrow_half
+from modelsearch.strategies.base import cheap_stalled
 from modelsearch.strategies.beam_search import BeamSearch
 from modelsearch.trialstore import Trial
 
@@ -219,6 +220,37 @@ def test_expensive_blocks_and_wide_settings_are_reached_by_mutation(shape):
     fitting = {b.name for b in space.blocks if b.expensive}
     assert fitting <= used and (fitting or len(shape) == 1)
     assert max(widths) >= 128
+
+
+def test_cheap_stalled_counts_mutants_since_the_best_in_the_order_they_came():
+    def results(*scores, parent=1):  # finished in the order given, ids in reverse (the finish time orders)
+        return [Trial(trial_id=10 - i, study="s", state="completed", spec={}, metrics={"objective": v},
+                      finished=100.0 + i, parent_id=parent) for i, v in enumerate(scores)]
+    assert not cheap_stalled([]) and not cheap_stalled(results(0.5, 0.6, 0.7))
+    assert not cheap_stalled(results(0.5, 0.9, 0.8))  # one result under the best: not yet
+    assert cheap_stalled(results(0.5, 0.9, 0.8, 0.9))  # two in a row (a tie does not beat it)
+    assert not cheap_stalled(results(0.5, 0.9, 0.8, 0.7, 0.95))  # beaten again: cheap growth pays again
+    assert not cheap_stalled(results(0.9, 0.8, 0.7, parent=None))  # random starts are no growth
+    failed = Trial(trial_id=1, study="s", state="failed", spec={}, finished=200.0, parent_id=1)
+    assert not cheap_stalled(results(0.5, 0.9, 0.8) + [failed])  # a failure is no result
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 1), (12, 3)])
+def test_beam_brings_in_expensive_blocks_only_once_the_cheap_ones_stall(shape):
+    space = SearchSpace(SearchConfig(), shape)
+    expensive = {b.name for b in space.expensive_blocks}
+    assert expensive
+
+    def proposed_blocks(scores):
+        trials = make_trials(space, scores, random.Random(0))
+        for i, t in enumerate(trials):
+            t.finished, t.parent_id = float(i), (i or None)  # the first a random start, then mutants
+        candidates = BeamSearch(beam_size=2, p_deeper=0.5, min_completed=2).propose(
+            trials, 40, space, random.Random(1))
+        return {b["name"] for c in candidates for b in c.spec["blocks"]}
+
+    assert not proposed_blocks([0.5, 0.6, 0.7]) & expensive  # still improving: cheap mutations only
+    assert proposed_blocks([0.5, 0.9, 0.8, 0.7]) & expensive  # the best stood twice: expensive ones come in
 
 
 def test_width_mutation_steps_to_a_neighbouring_choice():

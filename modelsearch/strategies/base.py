@@ -9,6 +9,9 @@ import random
 from modelsearch.trialstore import EVIDENCE, RUNNING
 
 MAX_TRIES = 200  # mutations tried per wanted candidate before giving up (the space may be used up)
+# Mutants' results in a row that leave the study's best unbeaten before mutations may draw expensive blocks:
+# two, so that one unlucky child (noise) does not open the gate, and the cheap blocks have had a fair try.
+STALL = 2
 
 
 @dataclasses.dataclass
@@ -46,8 +49,9 @@ class Strategy(abc.ABC):
         have results to learn from).
 
         `space` offers random_spec(rng) (a cheap, small start), mutate(spec, rng, p_deeper) -> (spec, mutation)
-        | None and key(spec), and may offer first_specs() (tried before any random spec) and any_spec(rng) (a
-        random spec from the whole space); a strategy never proposes a key already in `trials` or twice in one
+        | None and key(spec), and may offer first_specs() (tried before any random spec), any_spec(rng) (a
+        random spec from the whole space) and expensive_blocks (then mutate takes expensive=False: cheap
+        blocks only); a strategy never proposes a key already in `trials` or twice in one
         call.
         """
 
@@ -73,14 +77,31 @@ def fill_random(candidates: list[Candidate], n: int, space, rng: random.Random, 
     return candidates
 
 
+def cheap_stalled(trials: list, after: int = STALL) -> bool:
+    """Whether the study's best has stood unbeaten by its last `after` mutants' results (in the order they came;
+    random starts and reevaluations are no growth, so they count only when they beat it): growing with cheap
+    blocks has stopped paying, so mutations may now bring in the expensive ones."""
+    best, since = -math.inf, 0
+    for t in sorted((t for t in trials if is_evidence(t)), key=lambda t: (t.finished, t.trial_id)):
+        if score(t) > best:
+            best, since = score(t), 0
+        elif t.parent_id is not None:
+            since += 1
+    return since >= after
+
+
 def add_mutants(candidates: list[Candidate], n: int, choose_parent, space, rng: random.Random, seen: set,
-                p_deeper: float) -> list[Candidate]:
-    """Tops `candidates` up to `n` with one-mutation children, not in `seen`, of `choose_parent()` trials."""
+                p_deeper: float, trials: list = ()) -> list[Candidate]:
+    """Tops `candidates` up to `n` with one-mutation children, not in `seen`, of `choose_parent()` trials.
+    Expensive blocks (a space that has them says so in `expensive_blocks`) come in only once the cheap ones
+    have stalled in `trials` (cheap_stalled)."""
+    cheap_only = bool(getattr(space, "expensive_blocks", ())) and not cheap_stalled(trials)
     for _ in range(MAX_TRIES * n):
         if len(candidates) >= n:
             break
         parent = choose_parent()
-        mutated = space.mutate(parent.spec, rng, p_deeper)
+        mutated = (space.mutate(parent.spec, rng, p_deeper, expensive=False) if cheap_only
+                   else space.mutate(parent.spec, rng, p_deeper))
         if mutated is None or space.key(mutated[0]) in seen:
             continue
         seen.add(space.key(mutated[0]))

@@ -86,7 +86,7 @@ class BeamSearch(Strategy):
             again = self.reevaluation(trials, ranked, space)
             candidates += [again] if again and n else []
             beam = self._beam(ranked)
-            add_mutants(candidates, n, lambda: rng.choice(beam), space, rng, seen, self.p_deeper)
+            add_mutants(candidates, n, lambda: rng.choice(beam), space, rng, seen, self.p_deeper, trials)
         return fill_random(candidates, n, space, rng, seen)
 
 

@@ -30,5 +30,5 @@ class RegularizedEvolution(Strategy):
             def winner():  # the best of a tournament; ties go to the older trial
                 return min(rng.sample(population, self.tournament), key=lambda t: (-score(t), t.trial_id))
             # Unlike the paper, never re-train a seen architecture: a seen child costs another tournament.
-            add_mutants(candidates, n, winner, space, rng, seen, self.p_deeper)
+            add_mutants(candidates, n, winner, space, rng, seen, self.p_deeper, trials)
         return fill_random(candidates, n, space, rng, seen)

@@ -6,8 +6,9 @@ first choice being the default) and `apply(x, name, **params)`.
 
 Two facts about cost steer where a search starts (modelsearch/space.py): `expensive` blocks (many layers or
 much compute per unit of width: NASNet cells, residual conv pairs, bidirectional LSTMs, attention) are
-never in a study's first, random candidates, only reached by mutation; `downsamples` blocks halve the
-spatial (or step) axes, which a cheap image start pairs with its convolutions. User blocks are cheap.
+never in a study's first, random candidates, only reached by mutation once the cheap blocks stall
+(modelsearch/strategies/base.py); `downsamples` blocks halve the spatial (or step) axes, which a cheap image
+start pairs with its convolutions. User blocks are cheap unless their entry says `"expensive": true`.
 Width choices (units, filters, d_model, ff_dim) are ordered by value there; their first element stays the
 default, so adding narrower choices changes no block's default params. Every Keras layer a block creates
 is named f"{name}_<something>", so a spec always yields the same layer names (the trainer copies

@@ -2,7 +2,10 @@
 
 Each entry: {"name": "my_block", "path": "pkg.module.attr" (or "pkg.module:attr"),
 "ranks": [1], "params": {"units": [16, 32]}, "kind": "function" | "layer" | "network",
-"out_rank": optional int}.
+"out_rank": optional int, "expensive": optional bool}.
+
+`expensive` true (a whole network, or much compute per unit of width) keeps the block out of a study's first
+candidates and out of mutations until the cheap blocks stall, as for the built-in expensive blocks.
 
 - function (default): attr(x, **params) -> tensor (also given name=... if it has a `name` parameter;
   name your layers from it so weights can be inherited between trials);
@@ -24,7 +27,7 @@ from blocks.registry import Block
 from common.errors import UserError
 
 KINDS = ("function", "layer", "network")
-_KEYS = {"name", "path", "ranks", "params", "kind", "out_rank"}
+_KEYS = {"name", "path", "ranks", "params", "kind", "out_rank", "expensive"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -78,6 +81,9 @@ def _parse(entry, i: int) -> Block:
     out_rank = entry.get("out_rank")
     if out_rank is not None and (isinstance(out_rank, bool) or out_rank not in (1, 2, 3)):
         raise UserError(f"{where}: 'out_rank' must be 1, 2 or 3 (or left out when the rank is unchanged)")
+    expensive = entry.get("expensive", False)
+    if not isinstance(expensive, bool):
+        raise UserError(f"{where}: 'expensive' must be true or false; got {expensive!r}")
     target = _resolve(path, where)
     if kind == "layer" and not (inspect.isclass(target) and issubclass(target, keras.layers.Layer)):
         raise UserError(f"{where}: kind 'layer' needs a keras.layers.Layer subclass at {path!r}; "
@@ -85,7 +91,8 @@ def _parse(entry, i: int) -> Block:
     if not callable(target):
         raise UserError(f"{where}: {path!r} is not callable")
     apply = _make_apply(name, kind, target, out_rank)
-    return Block(name, "user", frozenset(ranks), {k: list(v) for k, v in params.items()}, apply, out_rank)
+    return Block(name, "user", frozenset(ranks), {k: list(v) for k, v in params.items()}, apply, out_rank,
+                 expensive=expensive)
 
 
 def _resolve(path: str, where: str):

@@ -211,6 +211,7 @@ GOOD = {"name": "ok_block", "path": f"{EXAMPLE}.double_dense", "ranks": [1]}
         ({"kind": "model"}, "'kind'"),
         ({"kind": "layer"}, "Layer subclass"),
         ({"out_rank": 0}, "out_rank"),
+        ({"expensive": "yes"}, "'expensive' must be true or false"),
         ({"rnaks": [1]}, "unknown keys"),
     ],
 )
@@ -219,6 +220,20 @@ def test_user_block_mistakes(user_blocks, change, match):
     with pytest.raises(UserError, match=match):
         user_blocks([entry])
     assert "ok_block" not in blocks.names()
+
+
+def test_user_block_marked_expensive_is_not_in_a_cheap_start(user_blocks):
+    import random
+
+    from modelsearch.config import SearchConfig
+    from modelsearch.space import SearchSpace
+
+    [heavy, light] = user_blocks([{**GOOD, "name": "heavy", "expensive": True}, {**GOOD, "name": "light"}])
+    assert heavy.expensive and not light.expensive
+    space = SearchSpace(SearchConfig(families=["user"]), (10,))
+    assert [b.name for b in space.expensive_blocks] == ["heavy"]
+    starts = {b["name"] for i in range(30) for b in space.random_spec(random.Random(i))["blocks"]}
+    assert starts == {"light"}
 
 
 def test_user_block_list_mistakes(user_blocks):

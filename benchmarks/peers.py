@@ -38,9 +38,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-DATASETS = ("digits", "breast_cancer", "mnist1d")
+DATASETS = ("digits", "breast_cancer", "mnist1d", "digits-images", "mnist1d-sequence")
 TOOLS = ("ours", "random_search", "hyperband", "autokeras")
 PEERS = TOOLS[1:]
+# How our pipeline reads a dataset that is not a plain table, which peers run on it, and whose peers it is
+# compared with. digits-images: the digits as PNG files in class folders; the image peer is AutoKeras's image
+# search (run_autokeras). mnist1d-sequence: mnist1d's CSV read by our sequence route; no peer runs again (their
+# spaces take the 40 values as a table either way): it is compared with mnist1d's peers on the same rows.
+ROUTES = {
+    "digits-images": {"peers": ("autokeras",)},
+    "mnist1d-sequence": {"data": "mnist1d", "args": ["--input-kind", "sequence", "--input-shape", "40"],
+                         "peers": (), "compared_with": "mnist1d"},
+}
 LABEL = "label"
 STUDY = "default"
 PARAMS_TARGET = 0.6  # ours must have at most this fraction of a peer's winner's parameters
@@ -49,6 +58,7 @@ PARAMS_TARGET = 0.6  # ours must have at most this fraction of a peer's winner's
 # -- data ----------------------------------------------------------------------------------------
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Features and integer labels; nothing is downloaded (scikit-learn's bundled sets, mnist1d's generator)."""
+    name = ROUTES.get(name, {}).get("data", name)
     if name == "digits":
         from sklearn.datasets import load_digits
         return load_digits(return_X_y=True)
@@ -60,6 +70,28 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
         data = make_dataset(get_dataset_args())  # the paper's defaults: 5,000 series of 40 steps, seed 42
         return np.concatenate([data["x"], data["x_test"]]), np.concatenate([data["y"], data["y_test"]])
     raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+
+
+def write_data(name: str, data_dir: str) -> str:
+    """The dataset as our pipeline reads it: a CSV table, or (digits-images) a folder of class folders of PNGs.
+    Datasets on the same rows share one file, so our Preprocess splits them alike."""
+    if name == "digits-images":
+        from pipelines.demo_data import write_digits_images
+
+        path = os.path.join(data_dir, "digits_images")
+        return path if os.path.isdir(path) else write_digits_images(path)
+    path = os.path.join(data_dir, f"{ROUTES.get(name, {}).get('data', name)}.csv")
+    return path if os.path.exists(path) else write_csv(name, path)
+
+
+def peers_of(dataset: str) -> tuple:
+    """The peers that run on this dataset."""
+    return ROUTES.get(dataset, {}).get("peers", PEERS)
+
+
+def runs_on(dataset: str, tools) -> list:
+    """Of these tools, the ones a cell of this dataset runs: ours and the dataset's peers."""
+    return [t for t in tools if t == "ours" or t in peers_of(dataset)]
 
 
 def write_csv(name: str, path: str) -> str:
@@ -92,7 +124,8 @@ def search_config(budget: dict) -> dict:
     return {**config, "student": budget["student"]} if "student" in budget else config
 
 
-def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bool = False) -> dict:
+def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bool = False,
+             route: tuple = ()) -> dict:
     """`modelsearch run` on the CSV (a fresh study); its student, best trial and ensemble with their scores."""
     from modelsearch.exploit import choose_winner
     from modelsearch.trialstore import ENSEMBLE, TrialStore
@@ -104,7 +137,7 @@ def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bo
     argv = ["run", "--data", data, "--label", LABEL, "--problem-type", "classification",
             "--output-dir", output_dir, "--trials", str(search_trials(budget)),
             "--trainers", str(budget["trainers"]),
-            "--seed", str(seed), "--config", config]
+            "--seed", str(seed), "--config", config, *route]
     started = time.perf_counter()
     if in_process:
         from pipelines.cli import main
@@ -242,8 +275,16 @@ def run_autokeras(splits: dict, num_classes: int, seed: int, budget: dict, direc
     _autokeras_int_shapes()
     (x_train, y_train), validation, (x_test, y_test) = splits["train"], splits["validation"], splits["test"]
     keras.utils.set_random_seed(seed)
-    inputs = ak.Input()
-    outputs = ak.ClassificationHead(num_classes=int(num_classes))(ak.DenseBlock()(inputs))
+    if x_train.ndim == 4:
+        # Images: AutoKeras's image search (ImageClassifier's ImageBlock) on its own CNN space. Its other block
+        # types are ImageNet networks resized to 224x224 or 32x32 (hours a trial on this machine's 2 cores), and
+        # one of ImageClassifier's first trials wants pretrained EfficientNet-B7 weights (a download).
+        inputs = ak.ImageInput()
+        block = ak.ImageBlock(block_type="vanilla")(inputs)
+    else:
+        inputs = ak.Input()
+        block = ak.DenseBlock()(inputs)
+    outputs = ak.ClassificationHead(num_classes=int(num_classes))(block)
     started = time.perf_counter()
     model = ak.AutoModel(inputs=inputs, outputs=outputs, max_trials=budget["trials"], objective="val_accuracy",
                          seed=seed, directory=directory, project_name="autokeras", overwrite=True)
@@ -264,10 +305,8 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
     """Every tool on one dataset and seed: ours first (it writes the splits), then the peers on its splits."""
     import keras
 
-    base = {"dataset": dataset, "seed": seed}
-    data = os.path.join(workdir, "data", f"{dataset}.csv")
-    if not os.path.exists(data):
-        write_csv(dataset, data)
+    base = {"dataset": dataset, "seed": seed, "commit": _commit()}
+    data = write_data(dataset, os.path.join(workdir, "data"))
     ours_dir = os.path.join(workdir, dataset, f"seed{seed}", "ours")
     results = []
     if "ours" in tools or not os.path.exists(os.path.join(ours_dir, "summary.json")):
@@ -275,16 +314,18 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
             import shutil
             shutil.rmtree(ours_dir)
         try:
-            outcome = run_ours(data, ours_dir, seed, budget, in_process)
+            outcome = run_ours(data, ours_dir, seed, budget, in_process, ROUTES.get(dataset, {}).get("args", ()))
         except RuntimeError as e:  # no splits for the peers either: the cell ends here
             outcome = {"error": str(e)}
         results.append({**base, "tool": "ours", **outcome})
         print(_line(results[-1]), file=sys.stderr, flush=True)
         if "error" in outcome:
             return results
+    if not any(t in peers_of(dataset) for t in tools):
+        return results
     schema, splits = pipeline_splits(ours_dir)
     num_classes = schema["task"]["num_classes"]
-    for tool in (t for t in tools if t in PEERS):
+    for tool in (t for t in tools if t in peers_of(dataset)):
         keras.backend.clear_session()
         directory = os.path.join(workdir, dataset, f"seed{seed}", "peers")
         try:
@@ -372,9 +413,10 @@ def summarize(runs: list[dict]) -> dict:
     for dataset, tools in table.items():
         # The target is the pushed model's (what users serve); the student when no pushed one was recorded.
         ours = tools.get("ours_pushed") or tools.get("ours")
-        for peer in (p for p in PEERS if p in tools and ours):
-            ratio = ours["num_params"] / tools[peer]["num_params"]
-            gap = ours["test_accuracy"] - tools[peer]["test_accuracy"]
+        peers = table.get(ROUTES.get(dataset, {}).get("compared_with", dataset), {})
+        for peer in (p for p in PEERS if p in peers and ours):
+            ratio = ours["num_params"] / peers[peer]["num_params"]
+            gap = ours["test_accuracy"] - peers[peer]["test_accuracy"]
             targets.append({"dataset": dataset, "peer": peer, "accuracy_gap": gap, "params_ratio": ratio,
                             "accuracy_met": gap >= 0, "params_met": ratio <= PARAMS_TARGET})
     return {"table": table, "targets": targets}
@@ -426,16 +468,25 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
     for dataset in datasets:
         for seed in seeds:
             done = [r for r in kept if (r["dataset"], r["seed"]) == (dataset, seed)]
-            if {r["tool"] for r in done} == set(tools):
+            if {r["tool"] for r in done} == set(runs_on(dataset, tools)):
                 results["runs"] += done
                 continue
             cell = [r for r in reused if (r["dataset"], r["seed"]) == (dataset, seed)]
-            missing = [t for t in tools if t not in {r["tool"] for r in cell}]
+            missing = [t for t in runs_on(dataset, tools) if t not in {r["tool"] for r in cell}]
             results["runs"] += run_cell(dataset, seed, budget, missing, workdir, in_process) + cell
             results["summary"] = summarize(results["runs"])
             if out:  # after every cell: a long run that stops still leaves what it measured
                 save_json(results, out)
     return results
+
+
+def _commit() -> str | None:
+    """The commit our pipeline ran at (a long benchmark resumed over days may span several)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__)), check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def _versions() -> dict:

@@ -127,3 +127,29 @@ def test_peers_from_an_earlier_file_of_the_same_peer_budget(tmp_path):
     assert [r["tool"] for r in peers.earlier_peer_runs(str(path), budget, peers.TOOLS)] == list(peers.PEERS)
     with pytest.raises(ValueError, match="another budget"):
         peers.earlier_peer_runs(str(path), {**budget, "trials": 6}, peers.TOOLS)
+
+
+def test_routes_run_their_own_peers_and_compare_with_their_rows():
+    # The image route runs AutoKeras's image search only; the sequence route runs no peer and is compared with
+    # the peers of the table on the same rows.
+    assert peers.runs_on("digits-images", peers.TOOLS) == ["ours", "autokeras"]
+    assert peers.runs_on("mnist1d-sequence", peers.TOOLS) == ["ours"]
+    assert peers.runs_on("digits", peers.TOOLS) == list(peers.TOOLS)
+
+    def run(dataset, tool, accuracy, params):
+        return {"dataset": dataset, "seed": 0, "tool": tool, "test_accuracy": accuracy, "num_params": params,
+                "wall_s": 1.0, "trials": 8, "epochs": 100}
+
+    summary = peers.summarize([run("mnist1d", "ours", 0.6, 100), run("mnist1d", "hyperband", 0.7, 1000),
+                               run("mnist1d-sequence", "ours", 0.9, 500)])
+    targets = {(t["dataset"], t["peer"]): t for t in summary["targets"]}
+    sequence = targets[("mnist1d-sequence", "hyperband")]
+    assert sequence["accuracy_met"] and sequence["params_ratio"] == pytest.approx(0.5) and sequence["params_met"]
+    assert not targets[("mnist1d", "hyperband")]["accuracy_met"]
+
+
+def test_datasets_on_the_same_rows_share_one_file(tmp_path):
+    table = peers.write_data("mnist1d", str(tmp_path))
+    assert peers.write_data("mnist1d-sequence", str(tmp_path)) == table  # the same rows: the same splits
+    header = open(table).readline().strip().split(",")
+    assert len(header) == 41 and header[-1] == peers.LABEL

@@ -51,7 +51,11 @@ def resnet_block(x, name, filters=32, dropout=0.0):
 
 
 def separable_conv(x, name, filters=32, kernel_size=3, batch_norm=True, dropout=0.0):
-    x = keras.layers.SeparableConv2D(int(filters), int(kernel_size), padding="same",
+    """Depthwise then pointwise. On fewer input channels than filters (a grayscale or RGB image) one spatial
+    filter per channel would leave the pointwise stage mixing one to three maps, whatever `filters` says: the
+    depthwise stage then makes about `filters` maps (depth multiplier)."""
+    multiplier = max(1, int(filters) // channels(x))
+    x = keras.layers.SeparableConv2D(int(filters), int(kernel_size), padding="same", depth_multiplier=multiplier,
                                      use_bias=not batch_norm, name=f"{name}_sepconv")(x)
     return finish(x, name, batch_norm=batch_norm, activation="relu", dropout=dropout)
 

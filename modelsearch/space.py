@@ -18,6 +18,9 @@ from modelsearch.kinds import KIND_FAMILIES, RANK_KINDS
 HEADS = ["avg", "max", "flatten"]
 WIDTH_PARAMS = ("units", "filters", "d_model", "ff_dim")
 FLATTEN_LIMIT = 4096  # a random start flattens when its last block outputs at most this many values
+# A random start on images has a level (a block that learns, then one that downsamples) for every halving down to
+# this side at least, as a small CNN has (28x28 -> 14 -> 7): features of one level see 3x3 pixels of a large image.
+START_SIDE = 8
 
 
 class SearchSpace:
@@ -77,7 +80,8 @@ class SearchSpace:
     # sees positions (sequences, images: its cost is width x positions; on vectors a wide layer costs no more
     # time than the input's width, and a narrow start there only loses accuracy the student wins back), depth mostly
     # initial_depth's low end, and on images each size-keeping block followed by a downsampling one (the shape
-    # of a small CNN, whose output stays small enough to flatten), a pooling block never alone. Mutation grows
+    # of a small CNN, whose output stays small enough to flatten, with levels down to START_SIDE), a pooling
+    # block never alone. Mutation grows
     # them: add_block and replace_block draw from the cheap blocks and all of their choices, and from the
     # expensive ones too once the cheap ones have stalled (the strategy says when: strategies/base.py,
     # cheap_stalled), width steps to the next wider (or narrower) choice. A start this cheap is beaten quickly
@@ -133,7 +137,10 @@ class SearchSpace:
         cheap = self._cheap_blocks()
         downsamplers = [b for b in cheap if b.downsamples and 3 in b.ranks and b.output_rank(3) == 3]
         layers, rank = [], self.rank
-        for _ in range(depth):
+        levels = 0
+        while levels < depth or (rank == 3 and self._side(layers) > START_SIDE
+                                 and len(layers) + 2 < self.config.max_depth):  # room for a pool to flatten
+            levels += 1
             fitting = [b for b in cheap if rank in b.ranks]
             if not fitting:
                 break
@@ -156,12 +163,12 @@ class SearchSpace:
         spec["head"] = "flatten" if self.rank > 1 and flat is not None and flat <= FLATTEN_LIMIT else "avg"
         return spec
 
-    def output_size(self, spec: dict) -> int | None:
-        """The number of values a spec's last block outputs, estimated from the block metadata (downsampling
-        halves the spatial axes, rounding up; a width param sets the channels); None when a block changes the
-        rank (a custom block: its shape is unknown here)."""
+    def output_shape(self, layers: list) -> list | None:
+        """The shape these blocks output, estimated from the block metadata (downsampling halves the spatial
+        axes, rounding up; a width param sets the channels); None when a block changes the rank (a custom
+        block: its shape is unknown here)."""
         shape = [int(d) for d in self.input_shape]
-        for b in spec["blocks"]:
+        for b in layers:
             block = blocks.get(b["name"])
             if block.output_rank(len(shape)) != len(shape):
                 return None
@@ -171,7 +178,17 @@ class SearchSpace:
             width = next((params[p] for p in ("filters", "units", "d_model") if p in params), None)
             if isinstance(width, int):
                 shape[-1] = width
-        return kinds.size(shape)
+        return shape
+
+    def output_size(self, spec: dict) -> int | None:
+        """The number of values a spec's last block outputs (see output_shape); None when unknown."""
+        shape = self.output_shape(spec["blocks"])
+        return None if shape is None else kinds.size(shape)
+
+    def _side(self, layers: list) -> int:
+        """The longest spatial side these blocks output on an image (0 when unknown: nothing to add)."""
+        shape = self.output_shape(layers)
+        return max(shape[:-1]) if shape and len(shape) == 3 else 0
 
     def _random_head(self, rng: random.Random) -> str:
         """Vectors: "avg" (the builder ignores it). Sequences and images: any head when flattening the input's

@@ -128,6 +128,15 @@ def test_regression_and_flatten_head_train():
     assert "head_flatten" in [layer.name for layer in model.layers]
 
 
+@pytest.mark.parametrize("shape, maps", [((8, 8, 1), 32), ((8, 8, 3), 30), ((8, 8, 64), 64)])
+def test_separable_conv_makes_about_filters_maps_on_few_channels(shape, maps):
+    # On a grayscale image one depthwise filter would leave 32 scaled copies of one map: it makes 32 instead.
+    spec = {"blocks": [{"name": "separable_conv", "params": {"filters": 32}}], "head": "avg"}
+    model = blocks.build_model(spec, shape, CLS3)
+    depthwise = next(w for w in model.weights if "depthwise" in w.path)
+    assert depthwise.shape[2] * depthwise.shape[3] == maps
+
+
 def test_layer_names_deterministic():
     spec = {"blocks": [{"name": "resnet_block"}, {"name": "nasnet_cell", "params": {"filters": 16}},
                        {"name": "avg_pool"}], "head": "avg", "knobs": {"dropout": 0.2}}

@@ -12,6 +12,7 @@ time is the span of the search trials (first start to last end: what the trials 
 Ensembler and Distiller left out); the CNN's is its `fit`.
 
     uv run python -m benchmarks.image_baseline                       # scikit-learn's digits as 8x8 PNGs
+    uv run python -m benchmarks.image_baseline --dataset warped-digits  # 8,000 warped digits, 28x28
     uv run python -m benchmarks.image_baseline --data path/to/folder  # any folder of class folders of images
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import time
 
 from benchmarks import peers
+from benchmarks.image_sets import IMAGE_SETS, write_image_set
 
 OUT = "benchmarks/results/image_baseline.json"
 TIME_FACTOR = 6  # the trials may take at most this many times the CNN's training time
@@ -127,8 +129,10 @@ def verdict(trials: list[dict], cnn: dict, factor: float = TIME_FACTOR) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.image_baseline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help="a folder with one sub-folder of images per class (default: the digits as "
-                                       "8x8 PNGs, written under --workdir)")
+    parser.add_argument("--data", help="a folder with one sub-folder of images per class (default: --dataset)")
+    parser.add_argument("--dataset", choices=IMAGE_SETS, default=IMAGE_SETS[0],
+                        help="an image set made under --workdir (benchmarks/image_sets.py) when --data is not given: "
+                             "the digits as 8x8 PNGs, or 8,000 warped 28x28 digits")
     parser.add_argument("--trials", type=int, default=6, help="our search trials (the bar counts the first 6)")
     parser.add_argument("--trainers", type=int, default=2, help="our trainers at once (must divide --trials)")
     parser.add_argument("--max-epochs", type=int, default=30, help="epoch cap of every model")
@@ -139,12 +143,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.trials % args.trainers:
         parser.error(f"--trainers ({args.trainers}) must divide --trials ({args.trials})")
-    data = args.data
-    if data is None:
-        from pipelines.demo_data import write_digits_images
-        data = os.path.join(args.workdir, "data", "digits-images")
-        if not os.path.isdir(data):
-            write_digits_images(data)
+    data = args.data or write_image_set(args.dataset, os.path.join(args.workdir, "data", args.dataset))
     ours_dir = os.path.join(args.workdir, "ours")
     if os.path.exists(ours_dir):
         import shutil

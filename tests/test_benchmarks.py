@@ -191,3 +191,20 @@ def test_image_baseline_verdict():
     assert v["time_holds"] and not v["accuracy_holds"] and not v["holds"]
     assert verdict(trials, {"test_accuracy": 0.93, "train_s": 4.0})["accuracy_holds"]
     assert not verdict(trials, {"test_accuracy": 0.93, "train_s": 4.0})["time_holds"]  # 7.5x
+
+
+def test_warped_digits_are_28x28_grayscale_in_class_folders(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from benchmarks.image_sets import write_warped_digits
+
+    root = write_warped_digits(str(tmp_path / "warped"), count=40)
+    files = sorted(tmp_path.glob("warped/*/*.png"))
+    assert len(files) == 40 and {f.parent.name for f in files} <= {str(d) for d in range(10)}
+    pixels = [np.asarray(Image.open(f)) for f in files]
+    assert all(p.shape == (28, 28) and p.dtype == np.uint8 for p in pixels)
+    assert len({p.tobytes() for p in pixels}) == 40  # every image is warped its own way
+    again = write_warped_digits(str(tmp_path / "again"), count=40)
+    assert [np.asarray(Image.open(f)).tobytes() for f in sorted(tmp_path.glob("again/*/*.png"))] == \
+        [p.tobytes() for p in pixels] and root != again  # seeded: the same set each time

@@ -317,8 +317,9 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
             outcome = run_ours(data, ours_dir, seed, budget, in_process, ROUTES.get(dataset, {}).get("args", ()))
         except RuntimeError as e:  # no splits for the peers either: the cell ends here
             outcome = {"error": str(e)}
-        results.append({**base, "tool": "ours", **outcome})
-        print(_line(results[-1]), file=sys.stderr, flush=True)
+        print(_line({**base, "tool": "ours", **outcome}), file=sys.stderr, flush=True)
+        if "ours" in tools or "error" in outcome:  # (run only for its splits: the result of ours is kept already)
+            results.append({**base, "tool": "ours", **outcome})
         if "error" in outcome:
             return results
     if not any(t in peers_of(dataset) for t in tools):
@@ -456,27 +457,29 @@ def finished_runs(out: str | None, budget: dict, tools) -> list[dict]:
 
 def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-peers", out: str | None = None,
         in_process: bool = False, resume: bool = False, peers_from: str | None = None) -> dict:
-    """Every tool on every dataset and seed. `resume`: cells whose tools all have a result in `out` (same budget)
-    are not run again, so a long benchmark that stopped goes on where it was."""
+    """Every tool on every dataset and seed. `resume`: every result `out` holds for the same budget is kept
+    (cells outside this grid too) and only the tools a cell lacks run, so a long benchmark that stopped goes on
+    where it was; the file is rewritten after every cell, the kept results with it."""
     from benchmarks.report import machine, save_json
 
     kept = finished_runs(out, budget, tools) if resume else []
     reused = earlier_peer_runs(peers_from, budget, tools)
     results = {"benchmark": "peers", "date": datetime.date.today().isoformat(), "machine": machine(),
                "versions": _versions(), "settings": {"datasets": list(datasets), "seeds": list(seeds),
-                                                     "budget": budget, "tools": list(tools)}, "runs": []}
+                                                     "budget": budget, "tools": list(tools)}, "runs": list(kept)}
     for dataset in datasets:
         for seed in seeds:
-            done = [r for r in kept if (r["dataset"], r["seed"]) == (dataset, seed)]
-            if {r["tool"] for r in done} == set(runs_on(dataset, tools)):
-                results["runs"] += done
+            have = {r["tool"] for r in kept if (r["dataset"], r["seed"]) == (dataset, seed)}
+            cell = [r for r in reused if (r["dataset"], r["seed"]) == (dataset, seed) and r["tool"] not in have]
+            missing = [t for t in runs_on(dataset, tools) if t not in have | {r["tool"] for r in cell}]
+            if not missing:
+                results["runs"] += cell
                 continue
-            cell = [r for r in reused if (r["dataset"], r["seed"]) == (dataset, seed)]
-            missing = [t for t in runs_on(dataset, tools) if t not in {r["tool"] for r in cell}]
             results["runs"] += run_cell(dataset, seed, budget, missing, workdir, in_process) + cell
             results["summary"] = summarize(results["runs"])
             if out:  # after every cell: a long run that stops still leaves what it measured
                 save_json(results, out)
+    results["summary"] = summarize(results["runs"])
     return results
 
 

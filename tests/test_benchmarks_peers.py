@@ -117,6 +117,33 @@ def test_resume_keeps_finished_cells(tmp_path):
     assert peers.finished_runs(str(out), other, peers.TOOLS) == []  # another budget starts afresh
 
 
+def test_resume_keeps_every_result_and_runs_only_what_a_cell_lacks(tmp_path, monkeypatch):
+    budget = peers.budget_of(models=5, trainers=1, replicas=1, max_epochs=2, patience=1)
+
+    def result(dataset, seed, tool):
+        return {"dataset": dataset, "seed": seed, "tool": tool, "test_accuracy": 0.9, "num_params": 10,
+                "wall_s": 1.0, "trials": 3, "epochs": 3}
+
+    # A benchmark stopped in the image cell (AutoKeras done, ours not) with a table cell done before it.
+    done = [result("digits-images", 0, "autokeras"), *(result("digits", 0, t) for t in peers.TOOLS)]
+    out = tmp_path / "peers.json"
+    out.write_text(json.dumps({"settings": {"budget": budget}, "runs": done}))
+    asked, saved = [], []
+
+    def run_cell(dataset, seed, budget, tools, workdir, in_process):
+        asked.append((dataset, seed, list(tools)))
+        saved.append(json.loads(out.read_text())["runs"])  # the file as the cell starts
+        return [result(dataset, seed, t) for t in tools]
+
+    monkeypatch.setattr(peers, "run_cell", run_cell)
+    results = peers.run(["digits-images"], [0, 1], budget, workdir=str(tmp_path / "work"), out=str(out), resume=True)
+    assert asked == [("digits-images", 0, ["ours"]), ("digits-images", 1, ["ours", "autokeras"])]
+    assert all(r in saved[-1] for r in done)  # a stop in a later cell loses nothing kept (the digits cell too)
+    assert sorted((r["dataset"], r["seed"], r["tool"]) for r in results["runs"]) == sorted(
+        [(r["dataset"], r["seed"], r["tool"]) for r in done]
+        + [("digits-images", 0, "ours"), ("digits-images", 1, "ours"), ("digits-images", 1, "autokeras")])
+
+
 def test_peers_from_an_earlier_file_of_the_same_peer_budget(tmp_path):
     budget = peers.budget_of(models=5, trainers=1, replicas=1, max_epochs=2, patience=1)
     earlier = [{"dataset": "d", "seed": 0, "tool": tool, "test_accuracy": 0.9} for tool in peers.TOOLS]

@@ -76,10 +76,9 @@ def write_data(name: str, data_dir: str) -> str:
     """The dataset as our pipeline reads it: a CSV table, or (digits-images) a folder of class folders of PNGs.
     Datasets on the same rows share one file, so our Preprocess splits them alike."""
     if name == "digits-images":
-        from pipelines.demo_data import write_digits_images
+        from benchmarks.image_sets import write_image_set
 
-        path = os.path.join(data_dir, "digits_images")
-        return path if os.path.isdir(path) else write_digits_images(path)
+        return write_image_set(name, os.path.join(data_dir, "digits_images"))
     path = os.path.join(data_dir, f"{ROUTES.get(name, {}).get('data', name)}.csv")
     return path if os.path.exists(path) else write_csv(name, path)
 
@@ -322,11 +321,12 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
             results.append({**base, "tool": "ours", **outcome})
         if "error" in outcome:
             return results
-    if not any(t in peers_of(dataset) for t in tools):
+    peer_tools = [t for t in tools if t in peers_of(dataset)]
+    if not peer_tools:
         return results
     schema, splits = pipeline_splits(ours_dir)
     num_classes = schema["task"]["num_classes"]
-    for tool in (t for t in tools if t in peers_of(dataset)):
+    for tool in peer_tools:
         keras.backend.clear_session()
         directory = os.path.join(workdir, dataset, f"seed{seed}", "peers")
         try:

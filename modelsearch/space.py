@@ -80,8 +80,8 @@ class SearchSpace:
     # sees positions (sequences, images: its cost is width x positions; on vectors a wide layer costs no more
     # time than the input's width, and a narrow start there only loses accuracy the student wins back), depth mostly
     # initial_depth's low end, and on images each size-keeping block followed by a downsampling one (the shape
-    # of a small CNN, whose output stays small enough to flatten, with levels down to START_SIDE), a pooling
-    # block never alone. Mutation grows
+    # of a small CNN, whose output stays small enough to flatten, with levels down to START_SIDE; above twice
+    # that side a strided stem first), a pooling block never alone. Mutation grows
     # them: add_block and replace_block draw from the cheap blocks and all of their choices, and from the
     # expensive ones too once the cheap ones have stalled (the strategy says when: strategies/base.py,
     # cheap_stalled), width steps to the next wider (or narrower) choice. A start this cheap is beaten quickly
@@ -138,6 +138,13 @@ class SearchSpace:
         downsamplers = [b for b in cheap if b.downsamples and 3 in b.ranks and b.output_rank(3) == 3]
         layers, rank = [], self.rank
         levels = 0
+        stems = [b for b in downsamplers if set(b.space) & set(WIDTH_PARAMS)]  # downsamplers that learn
+        if rank == 3 and stems and self._side(layers) > 2 * START_SIDE:
+            # A large image starts with a stem, as efficient CNNs do: a convolution at stride 2 learns while it
+            # halves the resolution, so no block of the start runs at full resolution (there one level costs
+            # four times the next: the first trials must stay cheap in time, not only in parameters).
+            layers.append(self._random_block(rng, rng.choice(stems), narrow=True))
+            levels = 1
         while levels < depth or (rank == 3 and self._side(layers) > START_SIDE
                                  and len(layers) + 2 < self.config.max_depth):  # room for a pool to flatten
             levels += 1

@@ -199,6 +199,8 @@ def test_random_specs_are_cheap_shallow_and_narrow(shape):
             for i, name in enumerate(names):
                 if not blocks.get(name).downsamples:
                     assert i + 1 < len(names) and blocks.get(names[i + 1]).downsamples, spec
+            if shape[0] > 2 * START_SIDE:  # a stem: nothing of the start runs at full resolution
+                assert blocks.get(names[0]).downsamples and "filters" in spec["blocks"][0]["params"], spec
             # 96x96x3 needs extra pooling to flatten; where the flatten head is chosen, it stays small.
             assert spec["head"] == "flatten" and space.output_size(spec) <= FLATTEN_LIMIT, spec
         # A level: a block that learns, with the downsampling block that follows it on images.
@@ -208,7 +210,7 @@ def test_random_specs_are_cheap_shallow_and_narrow(shape):
         if len(shape) == 3:  # a level for every halving down to START_SIDE, as far as max_depth leaves room
             assert max(space.output_shape(spec["blocks"])[:2]) <= START_SIDE or len(names) >= 4, spec
     if len(shape) == 3 and shape[0] > 2 * START_SIDE:  # 28x28: two levels at least (28 -> 14 -> 7), as in a small CNN
-        assert min(depths) == 2, depths
+        assert min(depths) == (2 if shape[0] <= 4 * START_SIDE else 3), depths  # 96x96: stem, then 48 -> 24 -> 12
     else:
         assert set(depths) == {1, 2} and depths.count(1) > 2 * depths.count(2)  # mostly the low end of [1, 2]
 

@@ -55,10 +55,15 @@ STUDY = "default"
 PARAMS_TARGET = 0.6  # ours must have at most this fraction of a peer's winner's parameters
 
 
+def route(dataset: str, key: str, default=None):
+    """One setting of a dataset's route (ROUTES); `default` for a plain table."""
+    return ROUTES.get(dataset, {}).get(key, default)
+
+
 # -- data ----------------------------------------------------------------------------------------
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Features and integer labels; nothing is downloaded (scikit-learn's bundled sets, mnist1d's generator)."""
-    name = ROUTES.get(name, {}).get("data", name)
+    name = route(name, "data", name)
     if name == "digits":
         from sklearn.datasets import load_digits
         return load_digits(return_X_y=True)
@@ -79,13 +84,13 @@ def write_data(name: str, data_dir: str) -> str:
         from benchmarks.image_sets import write_image_set
 
         return write_image_set(name, os.path.join(data_dir, "digits_images"))
-    path = os.path.join(data_dir, f"{ROUTES.get(name, {}).get('data', name)}.csv")
+    path = os.path.join(data_dir, f"{route(name, 'data', name)}.csv")
     return path if os.path.exists(path) else write_csv(name, path)
 
 
 def peers_of(dataset: str) -> tuple:
     """The peers that run on this dataset."""
-    return ROUTES.get(dataset, {}).get("peers", PEERS)
+    return route(dataset, "peers", PEERS)
 
 
 def runs_on(dataset: str, tools) -> list:
@@ -313,7 +318,7 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
             import shutil
             shutil.rmtree(ours_dir)
         try:
-            outcome = run_ours(data, ours_dir, seed, budget, in_process, ROUTES.get(dataset, {}).get("args", ()))
+            outcome = run_ours(data, ours_dir, seed, budget, in_process, route(dataset, "args", ()))
         except RuntimeError as e:  # no splits for the peers either: the cell ends here
             outcome = {"error": str(e)}
         print(_line({**base, "tool": "ours", **outcome}), file=sys.stderr, flush=True)
@@ -414,7 +419,7 @@ def summarize(runs: list[dict]) -> dict:
     for dataset, tools in table.items():
         # The target is the pushed model's (what users serve); the student when no pushed one was recorded.
         ours = tools.get("ours_pushed") or tools.get("ours")
-        peers = table.get(ROUTES.get(dataset, {}).get("compared_with", dataset), {})
+        peers = table.get(route(dataset, "compared_with", dataset), {})
         for peer in (p for p in PEERS if p in peers and ours):
             ratio = ours["num_params"] / peers[peer]["num_params"]
             gap = ours["test_accuracy"] - peers[peer]["test_accuracy"]

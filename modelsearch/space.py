@@ -138,7 +138,7 @@ class SearchSpace:
         downsamplers = [b for b in cheap if b.downsamples and 3 in b.ranks and b.output_rank(3) == 3]
         layers, rank = [], self.rank
         levels = 0
-        stems = [b for b in downsamplers if set(b.space) & set(WIDTH_PARAMS)]  # downsamplers that learn
+        stems = [b for b in downsamplers if _has_width(b)]  # downsamplers that learn
         if rank == 3 and stems and self._side(layers) > 2 * START_SIDE:
             # A large image starts with a stem, as efficient CNNs do: a convolution at stride 2 learns while it
             # halves the resolution, so no block of the start runs at full resolution (there one level costs
@@ -151,7 +151,7 @@ class SearchSpace:
             fitting = [b for b in cheap if rank in b.ranks]
             if not fitting:
                 break
-            learning = [b for b in fitting if not (b.downsamples and not set(b.space) & set(WIDTH_PARAMS))]
+            learning = [b for b in fitting if _has_width(b) or not b.downsamples]
             block = rng.choice(learning or fitting)  # a pooling block alone learns nothing: it only follows
             layers.append(self._random_block(rng, block, narrow=rank > 1))
             rank = block.output_rank(rank)
@@ -161,7 +161,7 @@ class SearchSpace:
         # Shallow features are local: a global pool after one or two blocks throws away where they are, so
         # the start flattens when that stays small, downsampling once more where that makes it so; pooling
         # heads are a mutation away.
-        pools = [b for b in downsamplers if not set(b.space) & set(WIDTH_PARAMS)] or downsamplers
+        pools = [b for b in downsamplers if not _has_width(b)] or downsamplers
         flat = self.output_size(spec)
         while (rank == 3 and pools and flat is not None and flat > FLATTEN_LIMIT
                and len(layers) < self.config.max_depth):
@@ -280,6 +280,11 @@ class SearchSpace:
             value = rng.choice([c for c in choices if c != current])
         block["params"][param] = value
         return f"width:{i}:{param}={value}"
+
+
+def _has_width(block) -> bool:
+    """Whether the block has a width to learn with (a pooling block has none)."""
+    return bool(set(block.space) & set(WIDTH_PARAMS))
 
 
 def ordered_choices(choices: list) -> list:

@@ -105,10 +105,16 @@ def main(argv=None):
     parser.add_argument("--trainers", default="1,2", help="comma-separated K, one run each, in this order")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-epochs", type=int, help="passed on to modelsearch run (default: its own)")
+    parser.add_argument("--config", help="a search configuration file passed on to modelsearch run (e.g. fewer "
+                        "exploit models: the measures here are of the search phase)")
     parser.add_argument("--out", default="benchmarks/results/async_trainers.json")
     args = parser.parse_args(argv)
-    extra = ["--max-epochs", str(args.max_epochs)] if args.max_epochs else []
+    extra = (["--max-epochs", str(args.max_epochs)] if args.max_epochs else []) + \
+        (["--config", os.path.abspath(args.config)] if args.config else [])
     results = run(args.trials, [int(k) for k in args.trainers.split(",")], args.seed, extra)
+    if args.config:  # what the runs were given, not only the path
+        with open(args.config) as f:
+            results["config"] = json.load(f)
     publish(results, args.out, markdown(results))
 
 

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from benchmarks import async_trainers, overhead, peers
+from tests.test_pipeline_e2e import ONE_STUDENT
 
 
 def test_budget_counts_every_model_ours_trains():
@@ -95,8 +96,11 @@ def test_overhead_smoke(tmp_path):
 @pytest.mark.slow
 def test_async_trainers_smoke(tmp_path):
     """Two tiny digits searches, K = 1 then K = 2: both hold their budget, the ratio and memory are reported."""
-    out = tmp_path / "async.json"
-    async_trainers.main(["--trials", "5", "--trainers", "1,2", "--max-epochs", "1", "--out", str(out)])
+    out, config = tmp_path / "async.json", tmp_path / "search.json"
+    # The exploit stages as short as they go (one student, no replica): what is measured is the search phase.
+    config.write_text(json.dumps({"ensemble": {"replicas": 0}, **ONE_STUDENT}))
+    async_trainers.main(["--trials", "5", "--trainers", "1,2", "--max-epochs", "1", "--config", str(config),
+                         "--out", str(out)])
     results = json.loads(out.read_text())
     one, two = results["runs"]
     assert (one["trials"], two["trials"]) == (5, 5) and one["duplicates"] == two["duplicates"] == 0

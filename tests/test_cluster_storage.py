@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.gcs_emulator import GcsEmulator
-from tests.test_pipeline_e2e import write_tiny_csv
+from tests.test_pipeline_e2e import ONE_STUDENT, write_tiny_csv
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = "modelsearch-test"
@@ -45,7 +45,9 @@ def test_whole_pipeline_on_cloud_storage(tmp_path, gcs):
     tf.io.gfile.copy(str(local), data)
     os.remove(local)
     config = tmp_path / "search.json"
-    config.write_text(json.dumps({"max_epochs": 3, "patience": 2, "ensemble": {"replicas": 1}}))
+    # Every kind of model written to the bucket once: search trials, a replica, the ensemble, one student.
+    config.write_text(json.dumps({"max_epochs": 3, "patience": 2, "ensemble": {"replicas": 1},
+                                  **ONE_STUDENT}))
 
     out, cwd, scratch = tmp_path / "out", tmp_path / "cwd", tmp_path / "tmp"
     cwd.mkdir(), scratch.mkdir()

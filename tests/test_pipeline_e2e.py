@@ -12,6 +12,11 @@ from modelsearch.trialstore import TrialStore
 from pipelines.cli import main
 
 
+# The Distiller's shortest setting (one student tried: the searched trial nearest the best), for end-to-end tests
+# whose subject is not the student: each student try is a trained, exported model.
+ONE_STUDENT = {"student": {"widths": [], "smallest": 0}}
+
+
 def write_tiny_csv(path, n=150, seed=0):
     rng = np.random.default_rng(seed)
     with open(path, "w") as f:

@@ -23,7 +23,15 @@ def _start(data, out, config, log):
     env = {k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}
     return subprocess.Popen([SCRIPT, "run", "--data", str(data), "--label", "kind", "--output-dir", str(out),
                              "--config", str(config), "--trials", str(BUDGET), "--trainers", "2"],
-                            stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=env, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=open(log, "w"), env=env, start_new_session=True,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
+
+
+def _ctrl_c_as_in_a_terminal():
+    """The run starts with SIGINT's default action, as a terminal's foreground command does. A test suite
+    started in the background by a script (`pytest &`) has SIGINT ignored, as POSIX shells do for background
+    jobs; the run would inherit that and rightly ignore the Ctrl-C stage's SIGINT, which then tests nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _trials(out):
@@ -35,11 +43,12 @@ def _wait_for(process, condition, what, timeout=600):
     """Polls until `condition(trials)` holds for the trials this run wrote; fails if the run ends first, saying
     what it saw. A read that fails (tables being created) gives no trials, so conditions on the run's log are
     still asked."""
-    deadline, store, problem, seen = time.time() + timeout, None, None, set()
+    deadline, store, problem, seen, polls, failed = time.time() + timeout, None, None, set(), 0, 0
     while time.time() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"the run ended (exit {process.returncode}) before {what} (last read: {problem!r}; "
-                        f"seen {sorted(seen)[:40]})")
+            pytest.fail(f"the run ended (exit {process.returncode}) before {what} ({polls} reads, {failed} failed, "
+                        f"the last failure: {problem!r}; seen {sorted(seen)[:40]})")
+        polls += 1
         trials = []
         try:
             path = os.path.join(process.out, "trials.sqlite")
@@ -48,7 +57,7 @@ def _wait_for(process, condition, what, timeout=600):
             trials = [t for t in (store.trials("default") if store else [])
                       if (t.trial_id, t.started) not in process.before]
         except Exception as e:
-            store, problem = None, e
+            store, problem, failed = None, e, failed + 1
         seen |= {(t.trial_id, t.kind, t.state, bool(t.curve)) for t in trials}
         if condition(trials):
             return

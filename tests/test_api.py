@@ -10,7 +10,7 @@ import pytest
 import modelsearch
 from modelsearch.errors import UserError
 from pipelines.api import COLUMNS_AFTER, COLUMNS_BEFORE, ModelSearch, option_names
-from tests.test_pipeline_e2e import write_tiny_csv
+from tests.test_pipeline_e2e import ONE_STUDENT, write_tiny_csv
 
 
 def write_csv(path, n=120, seed=0):
@@ -91,7 +91,8 @@ def test_fit_trials_best_model_export_and_continue(tmp_path):
     data = write_csv(tmp_path / "tiny.csv")
     out = tmp_path / "run"
     ms = modelsearch.ModelSearch(label="kind", trials=2, output_dir=out, trainers=2, max_epochs=2, seed=1,
-                                 push_destination=tmp_path / "serving", config={"ensemble": {"replicas": 0}})
+                                 push_destination=tmp_path / "serving",
+                                 config={"ensemble": {"replicas": 0}, **ONE_STUDENT})
     summary = ms.fit(data)
     assert summary == json.loads((out / "summary.json").read_text()) and ms.summary is summary
     assert summary["trials_completed"] == 2 and summary["trials_failed"] == 0

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from modelsearch.trialstore import COMPLETED, ENSEMBLE, SEARCH, TrialStore
-from tests.test_pipeline_e2e import write_tiny_csv
+from tests.test_pipeline_e2e import ONE_STUDENT, write_tiny_csv
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "modelsearch")
 
@@ -24,7 +24,7 @@ def _run(data, out, config):
 @pytest.mark.slow
 def test_new_rows_start_a_data_version_and_other_classes_are_refused(tmp_path):
     data, config, out = tmp_path / "tiny.csv", tmp_path / "search.json", tmp_path / "out"
-    config.write_text(json.dumps({"max_epochs": 3, "patience": 2, "ensemble": {"replicas": 0}}))
+    config.write_text(json.dumps({"max_epochs": 3, "patience": 2, "ensemble": {"replicas": 0}, **ONE_STUDENT}))
     write_tiny_csv(data, seed=0)
     first = _run(data, out, config)
     assert first.returncode == 0, first.stderr[-3000:]

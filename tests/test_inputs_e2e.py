@@ -11,8 +11,9 @@ from modelsearch.kinds import KIND_FAMILIES
 from modelsearch.trialstore import TrialStore
 from pipelines.cli import main
 from tests.input_data import write_image_folder, write_pixel_csv, write_tfrecords
+from tests.test_pipeline_e2e import ONE_STUDENT
 
-QUICK = {"ensemble": {"replicas": 0, "methods": ["average"]}}
+QUICK = {"ensemble": {"replicas": 0, "methods": ["average"]}, **ONE_STUDENT}
 
 
 def _route(name, tmp_path):

@@ -43,12 +43,11 @@ def _wait_for(process, condition, what, timeout=600):
     """Polls until `condition(trials)` holds for the trials this run wrote; fails if the run ends first, saying
     what it saw. A read that fails (tables being created) gives no trials, so conditions on the run's log are
     still asked."""
-    deadline, store, problem, seen, polls, failed = time.time() + timeout, None, None, set(), 0, 0
+    deadline, store, problem, seen = time.time() + timeout, None, None, set()
     while time.time() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"the run ended (exit {process.returncode}) before {what} ({polls} reads, {failed} failed, "
-                        f"the last failure: {problem!r}; seen {sorted(seen)[:40]})")
-        polls += 1
+            pytest.fail(f"the run ended (exit {process.returncode}) before {what} (last read: {problem!r}; "
+                        f"seen {sorted(seen)[:40]})")
         trials = []
         try:
             path = os.path.join(process.out, "trials.sqlite")
@@ -57,7 +56,7 @@ def _wait_for(process, condition, what, timeout=600):
             trials = [t for t in (store.trials("default") if store else [])
                       if (t.trial_id, t.started) not in process.before]
         except Exception as e:
-            store, problem, failed = None, e, failed + 1
+            store, problem = None, e
         seen |= {(t.trial_id, t.kind, t.state, bool(t.curve)) for t in trials}
         if condition(trials):
             return

@@ -305,14 +305,22 @@ def run_autokeras(splits: dict, num_classes: int, seed: int, budget: dict, direc
 
 
 # -- the benchmark -------------------------------------------------------------------------------
-def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_process: bool = False) -> list[dict]:
-    """Every tool on one dataset and seed: ours first (it writes the splits), then the peers on its splits."""
+def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_process: bool = False,
+             on_result=None) -> list[dict]:
+    """Every tool on one dataset and seed: ours first (it writes the splits), then the peers on its splits.
+    `on_result` is called with each tool's result as it ends (a resumable benchmark saves it there)."""
     import keras
 
     base = {"dataset": dataset, "seed": seed, "commit": _commit()}
     data = write_data(dataset, os.path.join(workdir, "data"))
     ours_dir = os.path.join(workdir, dataset, f"seed{seed}", "ours")
     results = []
+
+    def record(result: dict):
+        results.append(result)
+        print(_line(result), file=sys.stderr, flush=True)
+        if on_result:
+            on_result(result)
     if "ours" in tools or not os.path.exists(os.path.join(ours_dir, "summary.json")):
         if os.path.exists(ours_dir):
             import shutil
@@ -321,9 +329,10 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
             outcome = run_ours(data, ours_dir, seed, budget, in_process, route(dataset, "args", ()))
         except RuntimeError as e:  # no splits for the peers either: the cell ends here
             outcome = {"error": str(e)}
-        print(_line({**base, "tool": "ours", **outcome}), file=sys.stderr, flush=True)
         if "ours" in tools or "error" in outcome:  # (run only for its splits: the result of ours is kept already)
-            results.append({**base, "tool": "ours", **outcome})
+            record({**base, "tool": "ours", **outcome})
+        else:
+            print(_line({**base, "tool": "ours", **outcome}), file=sys.stderr, flush=True)
         if "error" in outcome:
             return results
     peer_tools = [t for t in tools if t in peers_of(dataset)]
@@ -341,8 +350,7 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
                 outcome = run_keras_tuner(tool, splits, num_classes, seed, budget, directory)
         except Exception as e:  # a peer that fails is a result too; the others still run
             outcome = {"error": f"{type(e).__name__}: {e}"}
-        results.append({**base, "tool": tool, **outcome})
-        print(_line(results[-1]), file=sys.stderr, flush=True)
+        record({**base, "tool": tool, **outcome})
     return results
 
 
@@ -464,7 +472,7 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
         in_process: bool = False, resume: bool = False, peers_from: str | None = None) -> dict:
     """Every tool on every dataset and seed. `resume`: every result `out` holds for the same budget is kept
     (cells outside this grid too) and only the tools a cell lacks run, so a long benchmark that stopped goes on
-    where it was; the file is rewritten after every cell, the kept results with it."""
+    where it was; the file is rewritten after every tool's run, the kept results with it."""
     from benchmarks.report import machine, save_json
 
     kept = finished_runs(out, budget, tools) if resume else []
@@ -472,6 +480,13 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
     results = {"benchmark": "peers", "date": datetime.date.today().isoformat(), "machine": machine(),
                "versions": _versions(), "settings": {"datasets": list(datasets), "seeds": list(seeds),
                                                      "budget": budget, "tools": list(tools)}, "runs": list(kept)}
+
+    def keep(result: dict):  # after every tool's run: a long run that stops still leaves what it measured
+        results["runs"].append(result)
+        results["summary"] = summarize(results["runs"])
+        if out:
+            save_json(results, out)
+
     for dataset in datasets:
         for seed in seeds:
             have = {r["tool"] for r in kept if (r["dataset"], r["seed"]) == (dataset, seed)}
@@ -480,10 +495,8 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
             if not missing:
                 results["runs"] += cell
                 continue
-            results["runs"] += run_cell(dataset, seed, budget, missing, workdir, in_process) + cell
-            results["summary"] = summarize(results["runs"])
-            if out:  # after every cell: a long run that stops still leaves what it measured
-                save_json(results, out)
+            run_cell(dataset, seed, budget, missing, workdir, in_process, on_result=keep)
+            results["runs"] += cell
     results["summary"] = summarize(results["runs"])
     return results
 

@@ -134,9 +134,13 @@ def test_resume_keeps_every_result_and_runs_only_what_a_cell_lacks(tmp_path, mon
     out.write_text(json.dumps({"settings": {"budget": budget}, "runs": done}))
     asked, saved = [], []
 
-    def run_cell(dataset, seed, budget, tools, workdir, in_process):
+    def run_cell(dataset, seed, budget, tools, workdir, in_process, on_result):
         asked.append((dataset, seed, list(tools)))
         saved.append(json.loads(out.read_text())["runs"])  # the file as the cell starts
+        for t in tools:
+            on_result(result(dataset, seed, t))
+            # Saved as each tool's run ends: a stop within a cell loses only the tool that was running.
+            assert result(dataset, seed, t) in json.loads(out.read_text())["runs"]
         return [result(dataset, seed, t) for t in tools]
 
     monkeypatch.setattr(peers, "run_cell", run_cell)

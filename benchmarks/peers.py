@@ -501,6 +501,26 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
     return results
 
 
+def merged(paths) -> dict:
+    """The runs of several result files of one budget as one result (their summary recomputed); a cell's tool in
+    two files is refused: which of the two to report is not for this function to guess."""
+    runs, seen, budgets = [], {}, {}
+    for path in paths:
+        with open(path) as f:
+            result = json.load(f)
+        budgets[path] = result.get("settings", {}).get("budget")
+        if len({json.dumps(b, sort_keys=True) for b in budgets.values()}) > 1:
+            raise SystemExit(f"the files have different budgets ({budgets}): their runs are not one table")
+        for r in result["runs"]:
+            key = (r["dataset"], r["seed"], r["tool"])
+            if key in seen:
+                raise SystemExit(f"{r['dataset']} seed {r['seed']} {r['tool']} is in both {seen[key]} and {path}: "
+                                 "give files of disjoint cells")
+            seen[key] = path
+            runs.append(r)
+    return {"runs": runs, "summary": summarize(runs)}
+
+
 def _commit() -> str | None:
     """The commit our pipeline ran at (a long benchmark resumed over days may span several)."""
     try:
@@ -535,15 +555,16 @@ def main(argv=None):
     parser.add_argument("--patience", type=int, default=5, help="early-stopping patience of every model")
     parser.add_argument("--workdir", default="runs/bench-peers", help="CSV files, our runs and the tuners' files")
     parser.add_argument("--out", default="benchmarks/results/peers.json", help="where the JSON goes")
-    parser.add_argument("--markdown", metavar="JSON", help="only print the tables of an earlier result file")
+    parser.add_argument("--markdown", metavar="JSON", nargs="+",
+                        help="only print the tables of earlier result files (several: of their runs together, as "
+                             "left by benchmarks run at once on disjoint datasets)")
     parser.add_argument("--peers-from", metavar="JSON",
                         help="take the peers' results from this earlier result file (same N, E and patience)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the results --out already holds for this budget; run only the missing cells")
     args = parser.parse_args(argv)
     if args.markdown:
-        with open(args.markdown) as f:
-            print(markdown(json.load(f)))
+        print(markdown(merged(args.markdown)))
         return
     budget = budget_of(args.models, args.trainers, args.replicas, args.max_epochs, args.patience)
     results = run(args.datasets.split(","), [int(s) for s in args.seeds.split(",")], budget,

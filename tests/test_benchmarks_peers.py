@@ -188,3 +188,22 @@ def test_datasets_on_the_same_rows_share_one_file(tmp_path):
     assert peers.write_data("mnist1d-sequence", str(tmp_path)) == table  # the same rows: the same splits
     header = open(table).readline().strip().split(",")
     assert len(header) == 41 and header[-1] == peers.LABEL
+
+
+def test_markdown_of_several_result_files_reports_their_runs_together(tmp_path):
+    def result(dataset, tool, accuracy):
+        return {"dataset": dataset, "seed": 0, "tool": tool, "test_accuracy": accuracy, "num_params": 10,
+                "wall_s": 1.0, "trials": 3, "epochs": 3}
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"runs": [result("digits", "ours", 0.9), result("digits", "random_search", 0.8)]}))
+    b.write_text(json.dumps({"runs": [result("mnist1d", "ours", 0.7)]}))
+    both = peers.merged([str(a), str(b)])
+    assert set(both["summary"]["table"]) == {"digits", "mnist1d"}
+    assert [t["peer"] for t in both["summary"]["targets"]] == ["random_search"]
+    b.write_text(json.dumps({"runs": [result("digits", "ours", 0.7)]}))
+    with pytest.raises(SystemExit, match="digits seed 0 ours is in both"):
+        peers.merged([str(a), str(b)])
+    b.write_text(json.dumps({"settings": {"budget": {"models": 30}}, "runs": [result("mnist1d", "ours", 0.7)]}))
+    with pytest.raises(SystemExit, match="different budgets"):
+        peers.merged([str(a), str(b)])

@@ -498,6 +498,8 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
             run_cell(dataset, seed, budget, missing, workdir, in_process, on_result=keep)
             results["runs"] += cell
     results["summary"] = summarize(results["runs"])
+    if out:  # the peers' results taken from --peers-from after the last run are in the file too
+        save_json(results, out)
     return results
 
 

@@ -110,7 +110,8 @@ def write_wide_examples(examples_dir: str, transform_dir: str, width: int, rows:
         path = os.path.join(examples_dir, f"Split-{split}", "data-00000-of-00001.tfrecord.gz")
         options = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=1)
         with tf.io.TFRecordWriter(path, options) as writer:
-            for x in rng.normal(size=(n, width)).astype("<f4"):
+            for _ in range(n):  # a row at a time: the large train split would be 560 MB as one float64 array
+                x = rng.normal(size=width).astype("<f4")
                 prefix, suffix = templates[int(x[0] > 0)]
                 writer.write(prefix + x.tobytes() + suffix)
     path = os.path.join(transform_dir, "modelsearch_schema.json")

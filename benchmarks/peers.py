@@ -17,11 +17,13 @@ results depend only on the splits and their budget, so `--peers-from FILE` takes
 result file of the same peer budget and only ours runs again.
 
     uv run python -m benchmarks.peers --out benchmarks/results/peers.json
+    uv run python -m benchmarks.peers --data my_table.csv --label species --seeds 0,1,2 --out runs/mine.json
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import csv
 import datetime
 import glob
 import json
@@ -60,6 +62,28 @@ def route(dataset: str, key: str, default=None):
     return ROUTES.get(dataset, {}).get(key, default)
 
 
+def own_dataset(path: str, label: str = LABEL) -> str:
+    """A user's data (`--data`) as a dataset of this benchmark, by its file or folder name: a CSV table of
+    classes with a `label` column (every peer runs), or a folder of class folders of images (AutoKeras's image
+    search runs, as on digits-images)."""
+    name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+    if not os.path.exists(path):
+        raise SystemExit(f"--data {path}: no such file or folder; give a CSV table or a folder of class folders")
+    if name in DATASETS or (name in ROUTES and route(name, "path") != os.path.abspath(path)):
+        raise SystemExit(f"--data {path}: its name {name!r} is taken; rename the file or folder")
+    if os.path.isfile(path):
+        if not path.lower().endswith(".csv"):
+            raise SystemExit(f"--data {path}: not a .csv table; give a CSV table or a folder of class folders")
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        if label not in header:
+            raise SystemExit(f"--data {path}: no column {label!r} (it has {', '.join(header[:8]) or 'none'}"
+                             f"{', ...' if len(header) > 8 else ''}); name its label column with --label")
+    ROUTES[name] = {"path": os.path.abspath(path), "label": label,
+                    "peers": ("autokeras",) if os.path.isdir(path) else PEERS}
+    return name
+
+
 # -- data ----------------------------------------------------------------------------------------
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Features and integer labels; nothing is downloaded (scikit-learn's bundled sets, mnist1d's generator)."""
@@ -80,6 +104,8 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
 def write_data(name: str, data_dir: str) -> str:
     """The dataset as our pipeline reads it: a CSV table, or (digits-images) a folder of class folders of PNGs.
     Datasets on the same rows share one file, so our Preprocess splits them alike."""
+    if route(name, "path"):  # the user's own (--data): read where it is
+        return route(name, "path")
     if name == "digits-images":
         from benchmarks.image_sets import write_image_set
 
@@ -129,7 +155,7 @@ def search_config(budget: dict) -> dict:
 
 
 def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bool = False,
-             route: tuple = ()) -> dict:
+             route: tuple = (), label: str = LABEL) -> dict:
     """`modelsearch run` on the CSV (a fresh study); its student, best trial and ensemble with their scores."""
     from modelsearch.exploit import choose_winner
     from modelsearch.trialstore import ENSEMBLE, TrialStore
@@ -138,7 +164,7 @@ def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bo
     config = os.path.join(output_dir, "search.json")
     with open(config, "w") as f:
         json.dump(search_config(budget), f)
-    argv = ["run", "--data", data, "--label", LABEL, "--problem-type", "classification",
+    argv = ["run", "--data", data, "--label", label, "--problem-type", "classification",
             "--output-dir", output_dir, "--trials", str(search_trials(budget)),
             "--trainers", str(budget["trainers"]),
             "--seed", str(seed), "--config", config, *route]
@@ -326,7 +352,8 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
             import shutil
             shutil.rmtree(ours_dir)
         try:
-            outcome = run_ours(data, ours_dir, seed, budget, in_process, route(dataset, "args", ()))
+            outcome = run_ours(data, ours_dir, seed, budget, in_process, route(dataset, "args", ()),
+                               route(dataset, "label", LABEL))
         except RuntimeError as e:  # no splits for the peers either: the cell ends here
             outcome = {"error": str(e)}
         if "ours" in tools or "error" in outcome:  # (run only for its splits: the result of ours is kept already)
@@ -432,8 +459,28 @@ def summarize(runs: list[dict]) -> dict:
             ratio = ours["num_params"] / peers[peer]["num_params"]
             gap = ours["test_accuracy"] - peers[peer]["test_accuracy"]
             targets.append({"dataset": dataset, "peer": peer, "accuracy_gap": gap, "params_ratio": ratio,
-                            "accuracy_met": gap >= 0, "params_met": ratio <= PARAMS_TARGET})
+                            "accuracy_met": gap >= 0, "params_met": ratio <= PARAMS_TARGET,
+                            "seeds": min(ours["seeds"], peers[peer]["seeds"])})
     return {"table": table, "targets": targets}
+
+
+def complete_cells(runs: list[dict], tools=TOOLS) -> tuple[list[dict], list[str]]:
+    """(the runs of the cells where every tool the cell runs has a result, a failure included; a line per cell
+    left out): a cell still running compares ours with a part of the peers, or the peers with no ours."""
+    have = collections.defaultdict(set)
+    for r in runs:
+        have[(r["dataset"], r["seed"])].add(r["tool"])
+    partial = {cell: [t for t in runs_on(cell[0], tools) if t not in done] for cell, done in have.items()}
+    partial = {cell: lacking for cell, lacking in partial.items() if lacking}
+    kept = [r for r in runs if (r["dataset"], r["seed"]) not in partial]
+    return kept, [f"{d} seed {s} (lacks {', '.join(lacking)})" for (d, s), lacking in sorted(partial.items())]
+
+
+def verdict(met: bool, target: dict, seeds: int | None) -> str:
+    """A target cell: met or not, only once every seed the benchmark asks for is in (fewer is not a verdict)."""
+    if seeds and target.get("seeds", seeds) < seeds:
+        return f"({target['seeds']} of {seeds} seeds)"
+    return "met" if met else "not met"
 
 
 def markdown(results: dict) -> str:
@@ -451,9 +498,12 @@ def markdown(results: dict) -> str:
                         f"{s['num_params']:,.0f} | {wall} | {s['trials']:.0f} | {s['epochs']:.0f} |")
     rows += ["", "| dataset | peer | accuracy: pushed − peer | parameters: pushed / peer | accuracy target | "
                  f"parameter target (≤ {PARAMS_TARGET:.0%}) |", "|---|---|---:|---:|---|---|"]
+    seeds = len(results.get("settings", {}).get("seeds", []))
     for t in summary["targets"]:
         rows.append(f"| {t['dataset']} | {names[t['peer']]} | {t['accuracy_gap']:+.4f} | {t['params_ratio']:.0%} | "
-                    f"{'met' if t['accuracy_met'] else 'not met'} | {'met' if t['params_met'] else 'not met'} |")
+                    f"{verdict(t['accuracy_met'], t, seeds)} | {verdict(t['params_met'], t, seeds)} |")
+    if results.get("partial"):
+        rows += ["", "Not in the tables, not every tool done yet: " + "; ".join(results["partial"]) + "."]
     return "\n".join(rows)
 
 
@@ -504,13 +554,17 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
 
 
 def merged(paths) -> dict:
-    """The runs of several result files of one budget as one result (their summary recomputed); a cell's tool in
-    two files is refused: which of the two to report is not for this function to guess."""
-    runs, seen, budgets = [], {}, {}
+    """The runs of several result files of one budget as one result, summarized over the complete cells (while
+    benchmarks still run, the others are listed in `partial`); a cell's tool in two files is refused: which of
+    the two to report is not for this function to guess."""
+    runs, seen, budgets, seeds, tools = [], {}, {}, set(), set()
     for path in paths:
         with open(path) as f:
             result = json.load(f)
-        budgets[path] = result.get("settings", {}).get("budget")
+        settings = result.get("settings", {})
+        budgets[path] = settings.get("budget")
+        seeds.update(settings.get("seeds", []))
+        tools.update(settings.get("tools", TOOLS))
         if len({json.dumps(b, sort_keys=True) for b in budgets.values()}) > 1:
             raise SystemExit(f"the files have different budgets ({budgets}): their runs are not one table")
         for r in result["runs"]:
@@ -520,7 +574,9 @@ def merged(paths) -> dict:
                                  "give files of disjoint cells")
             seen[key] = path
             runs.append(r)
-    return {"runs": runs, "summary": summarize(runs)}
+    kept, partial = complete_cells(runs, [t for t in TOOLS if t in tools])
+    return {"runs": runs, "settings": {"budget": next(iter(budgets.values()), None), "seeds": sorted(seeds)},
+            "partial": partial, "summary": summarize(kept)}
 
 
 def _commit() -> str | None:
@@ -546,7 +602,12 @@ def _versions() -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.peers", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated, from " + ", ".join(DATASETS))
+    parser.add_argument("--datasets", help="comma-separated, from " + ", ".join(DATASETS)
+                        + " (default: all of them, or none when --data is given)")
+    parser.add_argument("--data", metavar="PATH", nargs="+", default=[],
+                        help="your own data too: a CSV table of classes (its label column: --label) or a folder "
+                             "of class folders of images; named by its file or folder name")
+    parser.add_argument("--label", default=LABEL, help="the label column of the --data tables")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (splits, search and training)")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated, from " + ", ".join(TOOLS))
     parser.add_argument("--models", type=int, default=8,
@@ -559,7 +620,8 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/results/peers.json", help="where the JSON goes")
     parser.add_argument("--markdown", metavar="JSON", nargs="+",
                         help="only print the tables of earlier result files (several: of their runs together, as "
-                             "left by benchmarks run at once on disjoint datasets)")
+                             "left by benchmarks run at once on disjoint datasets); only cells every tool has "
+                             "finished, and a verdict only for a dataset at every seed the files ask for")
     parser.add_argument("--peers-from", metavar="JSON",
                         help="take the peers' results from this earlier result file (same N, E and patience)")
     parser.add_argument("--resume", action="store_true",
@@ -569,7 +631,13 @@ def main(argv=None):
         print(markdown(merged(args.markdown)))
         return
     budget = budget_of(args.models, args.trainers, args.replicas, args.max_epochs, args.patience)
-    results = run(args.datasets.split(","), [int(s) for s in args.seeds.split(",")], budget,
+    datasets = args.datasets.split(",") if args.datasets else ([] if args.data else list(DATASETS))
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        parser.error(f"unknown dataset {', '.join(unknown)}: choose from {', '.join(DATASETS)}, "
+                     "or give your own with --data")
+    datasets += [own_dataset(path, args.label) for path in args.data]
+    results = run(datasets, [int(s) for s in args.seeds.split(",")], budget,
                   args.tools.split(","), args.workdir, args.out, resume=args.resume, peers_from=args.peers_from)
     print(markdown(results))
     print(f"wrote {args.out}")

@@ -50,11 +50,18 @@ def test_hyperband_epoch_cap_stops_the_oracle():
 
 
 @pytest.mark.slow
-def test_peers_smoke(tmp_path):
-    """Every tool on breast_cancer, one seed, 5 models of at most 2 epochs each (Hyperband: 10 epochs)."""
+def test_peers_smoke(tmp_path, monkeypatch):
+    """Every tool on a user's own table (breast_cancer, its label column named otherwise), one seed, 5 models of at
+    most 2 epochs each (Hyperband: 10 epochs)."""
+    monkeypatch.setattr(peers, "ROUTES", dict(peers.ROUTES))
+    table = tmp_path / "cancer.csv"
+    x, y = peers.load_dataset("breast_cancer")
+    table.write_text("\n".join([",".join([*(f"f{i}" for i in range(x.shape[1])), "diagnosis"]),
+                                *(",".join([*map(str, row), str(label)]) for row, label in zip(x, y))]) + "\n")
+    assert peers.own_dataset(str(table), label="diagnosis") == "cancer"
     budget = peers.budget_of(models=5, trainers=1, replicas=1, max_epochs=2, patience=1)
     out = tmp_path / "peers.json"
-    peers.run(["breast_cancer"], [0], budget, workdir=str(tmp_path / "work"), out=str(out), in_process=True)
+    peers.run(["cancer"], [0], budget, workdir=str(tmp_path / "work"), out=str(out), in_process=True)
     results = json.loads(out.read_text())
     # One search trial, one replica, up to three students (the best as it is and at two narrower widths).
     assert results["settings"]["budget"]["trials"] == 5 and results["machine"]["nproc"] >= 1
@@ -183,6 +190,30 @@ def test_routes_run_their_own_peers_and_compare_with_their_rows():
     assert not targets[("mnist1d", "hyperband")]["accuracy_met"]
 
 
+def test_own_data_is_a_dataset_by_its_name_and_bad_data_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(peers, "ROUTES", dict(peers.ROUTES))
+    images = tmp_path / "photos"
+    (images / "cat").mkdir(parents=True)
+    assert peers.own_dataset(str(images)) == "photos"
+    assert peers.runs_on("photos", peers.TOOLS) == ["ours", "autokeras"]  # images: the image peer, as digits-images
+    assert peers.write_data("photos", str(tmp_path / "data")) == str(images)
+    for argv, message in [(["--data", str(tmp_path / "none.csv")], "no such file or folder"),
+                          (["--datasets", "iris"], "unknown dataset iris")]:
+        with pytest.raises(SystemExit) as stop:
+            peers.main(argv)
+        assert message in str(stop.value) + capsys.readouterr().err
+    (tmp_path / "digits.csv").write_text("a,label\n1,0\n")
+    with pytest.raises(SystemExit, match="its name 'digits' is taken"):
+        peers.own_dataset(str(tmp_path / "digits.csv"))
+    (tmp_path / "mine.csv").write_text("a,species\n1,0\n")
+    with pytest.raises(SystemExit, match="no column 'label' \\(it has a, species\\); name its label column"):
+        peers.own_dataset(str(tmp_path / "mine.csv"))
+    assert peers.own_dataset(str(tmp_path / "mine.csv"), label="species") == "mine"
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(SystemExit, match="not a .csv table"):
+        peers.own_dataset(str(tmp_path / "notes.txt"))
+
+
 def test_datasets_on_the_same_rows_share_one_file(tmp_path):
     table = peers.write_data("mnist1d", str(tmp_path))
     assert peers.write_data("mnist1d-sequence", str(tmp_path)) == table  # the same rows: the same splits
@@ -196,11 +227,17 @@ def test_markdown_of_several_result_files_reports_their_runs_together(tmp_path):
                 "wall_s": 1.0, "trials": 3, "epochs": 3}
 
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    a.write_text(json.dumps({"runs": [result("digits", "ours", 0.9), result("digits", "random_search", 0.8)]}))
-    b.write_text(json.dumps({"runs": [result("mnist1d", "ours", 0.7)]}))
+    settings = {"tools": ["ours", "random_search"], "seeds": [0, 1]}
+    a.write_text(json.dumps({"settings": settings,
+                             "runs": [result("digits", "ours", 0.9), result("digits", "random_search", 0.8)]}))
+    b.write_text(json.dumps({"settings": settings, "runs": [result("mnist1d", "ours", 0.7)]}))
     both = peers.merged([str(a), str(b)])
-    assert set(both["summary"]["table"]) == {"digits", "mnist1d"}
+    assert set(both["summary"]["table"]) == {"digits"}  # mnist1d's cell lacks its peer: not compared yet
+    assert both["partial"] == ["mnist1d seed 0 (lacks random_search)"]
     assert [t["peer"] for t in both["summary"]["targets"]] == ["random_search"]
+    table = peers.markdown(both)
+    assert "(1 of 2 seeds)" in table and "not met" not in table and "| met" not in table  # no verdict at 1 seed
+    assert "mnist1d seed 0 (lacks random_search)" in table
     b.write_text(json.dumps({"runs": [result("digits", "ours", 0.7)]}))
     with pytest.raises(SystemExit, match="digits seed 0 ours is in both"):
         peers.merged([str(a), str(b)])

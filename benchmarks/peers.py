@@ -54,6 +54,9 @@ ROUTES = {
 }
 LABEL = "label"
 STUDY = "default"
+NAMES = {"ours": "**ours (student)**", "ours_best": "ours: best search trial", "ours_ensemble": "ours: ensemble",
+         "ours_pushed": "ours: pushed by the default policy",
+         "random_search": "KerasTuner RandomSearch", "hyperband": "KerasTuner Hyperband", "autokeras": "AutoKeras"}
 PARAMS_TARGET = 0.6  # ours must have at most this fraction of a peer's winner's parameters
 
 
@@ -483,10 +486,30 @@ def verdict(met: bool, target: dict, seeds: int | None) -> str:
     return "met" if met else "not met"
 
 
+def per_seed(results: dict) -> str:
+    """Test accuracy (and the winner's parameters) of every tool, seed by seed: where the means' ties and gaps
+    come from. Ours is the pushed model; its validation accuracy beside it (what the push chose on)."""
+    cells = collections.defaultdict(dict)
+    for r in results["runs"]:
+        cells[(r["dataset"], r["seed"])][r["tool"]] = r
+    rows = ["| dataset | seed | ours pushed: test (val), parameters | "
+            + " | ".join(NAMES[t] for t in PEERS) + " |", "|---|---:|---|" + "---|" * len(PEERS)]
+
+    def cell(r):
+        if r is None:
+            return "-"
+        return "failed" if "error" in r else f"{r['test_accuracy']:.4f}, {r['num_params']:,}"
+    for (dataset, seed), tools in sorted(cells.items()):
+        ours = tools.get("ours")
+        pushed = (ours or {}).get("pushed") or ours
+        mine = ("failed" if ours and "error" in ours else "-") if not pushed or "error" in pushed else (
+            f"{pushed['test_accuracy']:.4f} ({pushed['val_accuracy']:.4f}), {pushed['num_params']:,}")
+        rows.append(f"| {dataset} | {seed} | {mine} | " + " | ".join(cell(tools.get(t)) for t in PEERS) + " |")
+    return "\n".join(rows)
+
+
 def markdown(results: dict) -> str:
-    names = {"ours": "**ours (student)**", "ours_best": "ours: best search trial", "ours_ensemble": "ours: ensemble",
-             "ours_pushed": "ours: pushed by the default policy",
-             "random_search": "KerasTuner RandomSearch", "hyperband": "KerasTuner Hyperband", "autokeras": "AutoKeras"}
+    names = NAMES
     summary = results["summary"]
     rows = ["| dataset | tool | test accuracy (mean ± sd) | winner's parameters | wall s | models trained | epochs run |",
             "|---|---|---:|---:|---:|---:|---:|"]
@@ -622,13 +645,18 @@ def main(argv=None):
                         help="only print the tables of earlier result files (several: of their runs together, as "
                              "left by benchmarks run at once on disjoint datasets); only cells every tool has "
                              "finished, and a verdict only for a dataset at every seed the files ask for")
+    parser.add_argument("--per-seed", action="store_true",
+                        help="with --markdown: also every tool's test accuracy and parameters seed by seed")
     parser.add_argument("--peers-from", metavar="JSON",
                         help="take the peers' results from this earlier result file (same N, E and patience)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the results --out already holds for this budget; run only the missing cells")
     args = parser.parse_args(argv)
     if args.markdown:
-        print(markdown(merged(args.markdown)))
+        result = merged(args.markdown)
+        print(markdown(result))
+        if args.per_seed:
+            print("\n" + per_seed(result))
         return
     budget = budget_of(args.models, args.trainers, args.replicas, args.max_epochs, args.patience)
     datasets = args.datasets.split(",") if args.datasets else ([] if args.data else list(DATASETS))

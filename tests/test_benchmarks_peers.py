@@ -223,8 +223,8 @@ def test_datasets_on_the_same_rows_share_one_file(tmp_path):
 
 def test_markdown_of_several_result_files_reports_their_runs_together(tmp_path):
     def result(dataset, tool, accuracy):
-        return {"dataset": dataset, "seed": 0, "tool": tool, "test_accuracy": accuracy, "num_params": 10,
-                "wall_s": 1.0, "trials": 3, "epochs": 3}
+        return {"dataset": dataset, "seed": 0, "tool": tool, "test_accuracy": accuracy, "val_accuracy": 0.95,
+                "num_params": 10, "wall_s": 1.0, "trials": 3, "epochs": 3}
 
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     settings = {"tools": ["ours", "random_search"], "seeds": [0, 1]}
@@ -238,6 +238,9 @@ def test_markdown_of_several_result_files_reports_their_runs_together(tmp_path):
     table = peers.markdown(both)
     assert "(1 of 2 seeds)" in table and "not met" not in table and "| met" not in table  # no verdict at 1 seed
     assert "mnist1d seed 0 (lacks random_search)" in table
+    seeds = peers.per_seed(both).splitlines()  # every cell, complete or not, seed by seed
+    assert "| digits | 0 | 0.9000 (0.9500), 10 | 0.8000, 10 | - | - |" in seeds
+    assert "| mnist1d | 0 | 0.7000 (0.9500), 10 | - | - | - |" in seeds
     b.write_text(json.dumps({"runs": [result("digits", "ours", 0.7)]}))
     with pytest.raises(SystemExit, match="digits seed 0 ours is in both"):
         peers.merged([str(a), str(b)])

@@ -158,15 +158,16 @@ def search_config(budget: dict) -> dict:
 
 
 def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bool = False,
-             route: tuple = (), label: str = LABEL) -> dict:
-    """`modelsearch run` on the CSV (a fresh study); its student, best trial and ensemble with their scores."""
+             route: tuple = (), label: str = LABEL, settings: dict | None = None) -> dict:
+    """`modelsearch run` on the CSV (a fresh study); its student, best trial and ensemble with their scores.
+    `settings`: config sections beside the budget's (another benchmark's variant, e.g. early stopping off)."""
     from modelsearch.exploit import choose_winner
     from modelsearch.trialstore import ENSEMBLE, TrialStore
 
     os.makedirs(output_dir, exist_ok=True)
     config = os.path.join(output_dir, "search.json")
     with open(config, "w") as f:
-        json.dump(search_config(budget), f)
+        json.dump({**search_config(budget), **(settings or {})}, f)
     argv = ["run", "--data", data, "--label", label, "--problem-type", "classification",
             "--output-dir", output_dir, "--trials", str(search_trials(budget)),
             "--trainers", str(budget["trainers"]),

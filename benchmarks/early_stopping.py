@@ -1,0 +1,178 @@
+"""Early stopping across trials, measured: our search with the median stopping rule on and off.
+
+Issue 11 asks for the same accuracy in fewer total epochs. NAS-Bench-201's table (benchmarks/nasbench201.py)
+has one accuracy per cell and no learning curves, so the rule is measured on real training instead: for each
+dataset and seed, `modelsearch run` twice on the same splits with the same budget and seed (the peers
+benchmark's, benchmarks/peers.py), once with `early_stopping.rule` "median" (the default) and once "none",
+one after the other in this process (the same machine load for both). Reported per run, from the trial store:
+the search trials' epochs (the rule acts on search trials only), how many it stopped, and the accuracies of the
+best search trial (validation: what the beam chose on) and of the model the default push policy picks (test).
+
+    uv run python -m benchmarks.early_stopping --models 30 --seeds 0,1,2 --out benchmarks/results/early_stopping.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import sys
+
+from benchmarks import peers
+
+RULES = ("median", "none")
+TABLES = ("digits", "breast_cancer", "mnist1d")
+
+
+def search_trials(output_dir: str) -> dict:
+    """Epochs and counts of a run's search trials (not the replicas and students the exploit stages train)."""
+    from modelsearch.trialstore import SEARCH, STOPPED, TrialStore
+
+    store = TrialStore({"sqlite": os.path.join(output_dir, "trials.sqlite")})
+    search = [t for t in store.trials(peers.STUDY) if t.kind == SEARCH]
+    return {"search_trials": len(search), "search_epochs": int(sum(t.metrics.get("epochs", 0) for t in search)),
+            "stopped": sum(t.state == STOPPED for t in search)}
+
+
+def run_pair(dataset: str, seed: int, budget: dict, workdir: str, rules=RULES, on_result=None) -> list[dict]:
+    data = peers.write_data(dataset, os.path.join(workdir, "data"))
+    results = []
+    for rule in rules:
+        output_dir = os.path.join(workdir, dataset, f"seed{seed}", rule)
+        if os.path.exists(output_dir):
+            import shutil
+            shutil.rmtree(output_dir)
+        base = {"dataset": dataset, "seed": seed, "rule": rule}
+        try:
+            ours = peers.run_ours(data, output_dir, seed, budget, route=peers.route(dataset, "args", ()),
+                                  label=peers.route(dataset, "label", peers.LABEL),
+                                  settings={"early_stopping": {"rule": rule}})
+            result = {**base, **search_trials(output_dir), "wall_s": ours["wall_s"],
+                      "search_s": ours["search_s"], "best": ours["best"], "pushed": ours["pushed"]}
+        except RuntimeError as e:
+            result = {**base, "error": str(e)}
+        print(_line(result), file=sys.stderr, flush=True)
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+def _line(r: dict) -> str:
+    head = f"[early_stopping] {r['dataset']} seed {r['seed']} rule {r['rule']}"
+    if "error" in r:
+        return f"{head}: FAILED {r['error']}"
+    return (f"{head}: search epochs {r['search_epochs']} ({r['stopped']} of {r['search_trials']} stopped), best "
+            f"val {r['best']['val_accuracy']:.4f}, pushed test {r['pushed']['test_accuracy']:.4f}, "
+            f"wall {r['wall_s']:.0f}s")
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Per dataset, over the seeds that have both rules: epochs with the rule / without, and the accuracy
+    differences (with - without)."""
+    by = {(r["dataset"], r["seed"], r["rule"]): r for r in runs if "error" not in r}
+    rows = []
+    for dataset in dict.fromkeys(r["dataset"] for r in runs):
+        seeds = sorted({s for d, s, _ in by if d == dataset and all((d, s, rule) in by for rule in RULES)})
+        if not seeds:
+            continue
+        on, off = ([by[(dataset, s, rule)] for s in seeds] for rule in RULES)
+
+        def mean(rs, get):
+            return statistics.fmean(get(r) for r in rs)
+        rows.append({
+            "dataset": dataset, "seeds": seeds,
+            "epochs_on": mean(on, lambda r: r["search_epochs"]), "epochs_off": mean(off, lambda r: r["search_epochs"]),
+            "epochs_ratio": sum(r["search_epochs"] for r in on) / sum(r["search_epochs"] for r in off),
+            "stopped": mean(on, lambda r: r["stopped"]),
+            "search_s_ratio": sum(r["search_s"] for r in on) / sum(r["search_s"] for r in off),
+            "best_val_on": mean(on, lambda r: r["best"]["val_accuracy"]),
+            "best_val_off": mean(off, lambda r: r["best"]["val_accuracy"]),
+            "pushed_test_on": mean(on, lambda r: r["pushed"]["test_accuracy"]),
+            "pushed_test_off": mean(off, lambda r: r["pushed"]["test_accuracy"])})
+    return rows
+
+
+def markdown(results: dict) -> str:
+    rows = ["| dataset | seeds | search epochs: median rule / none | ratio | trials stopped | search time ratio | "
+            "best trial's val accuracy: rule / none | pushed model's test accuracy: rule / none |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for s in results["summary"]:
+        rows.append(f"| {s['dataset']} | {','.join(map(str, s['seeds']))} | {s['epochs_on']:.0f} / "
+                    f"{s['epochs_off']:.0f} | {s['epochs_ratio']:.2f} | {s['stopped']:.1f} | {s['search_s_ratio']:.2f} | "
+                    f"{s['best_val_on']:.4f} / {s['best_val_off']:.4f} | "
+                    f"{s['pushed_test_on']:.4f} / {s['pushed_test_off']:.4f} |")
+    return "\n".join(rows)
+
+
+def run(datasets, seeds, budget: dict, workdir: str, out: str | None = None, resume: bool = False) -> dict:
+    """Both rules on every dataset and seed; `resume` keeps the runs `out` holds for this budget and runs only
+    what is missing; the file is rewritten after every run."""
+    import json
+
+    from benchmarks.report import machine, save_json
+
+    kept = []
+    if resume and out and os.path.exists(out):
+        with open(out) as f:
+            earlier = json.load(f)
+        if earlier.get("settings", {}).get("budget") == budget:
+            kept = [r for r in earlier["runs"] if "error" not in r]
+    results = {"benchmark": "early_stopping", "date": datetime.date.today().isoformat(), "machine": machine(),
+               "commit": peers._commit(), "settings": {"datasets": list(datasets), "seeds": list(seeds),
+                                                      "budget": budget}, "runs": list(kept)}
+
+    def keep(result: dict):
+        results["runs"].append(result)
+        results["summary"] = summarize(results["runs"])
+        if out:
+            save_json(results, out)
+
+    for dataset in datasets:
+        for seed in seeds:
+            have = {r["rule"] for r in kept if (r["dataset"], r["seed"]) == (dataset, seed)}
+            missing = [rule for rule in RULES if rule not in have]
+            if missing:
+                run_pair(dataset, seed, budget, workdir, missing, on_result=keep)
+    results["summary"] = summarize(results["runs"])
+    if out:
+        save_json(results, out)
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.early_stopping", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default=",".join(TABLES), help="comma-separated, from " + ", ".join(peers.DATASETS))
+    parser.add_argument("--data", metavar="PATH", nargs="+", default=[],
+                        help="your own data too (a CSV table of classes or a folder of class folders of images)")
+    parser.add_argument("--label", default=peers.LABEL, help="the label column of the --data tables")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (splits, search and training)")
+    parser.add_argument("--models", type=int, default=30, help="N, as in the peers benchmark")
+    parser.add_argument("--trainers", type=int, default=2, help="our trainers at once K")
+    parser.add_argument("--replicas", type=int, default=1, help="our Ensembler's replicas of the best trial")
+    parser.add_argument("--max-epochs", type=int, default=30, help="epoch cap of every model")
+    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience of every model")
+    parser.add_argument("--workdir", default="runs/bench-early-stopping", help="CSV files and our runs")
+    parser.add_argument("--out", default="benchmarks/results/early_stopping.json", help="where the JSON goes")
+    parser.add_argument("--resume", action="store_true", help="keep the runs --out holds for this budget")
+    parser.add_argument("--markdown", metavar="JSON", help="only print the table of an earlier result file")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        import json
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)))
+        return
+    datasets = [d for d in args.datasets.split(",") if d]
+    unknown = [d for d in datasets if d not in peers.DATASETS]
+    if unknown:
+        parser.error(f"unknown dataset {', '.join(unknown)}: choose from {', '.join(peers.DATASETS)}, "
+                     "or give your own with --data")
+    datasets += [peers.own_dataset(path, args.label) for path in args.data]
+    budget = peers.budget_of(args.models, args.trainers, args.replicas, args.max_epochs, args.patience)
+    results = run(datasets, [int(s) for s in args.seeds.split(",")], budget, args.workdir, args.out, args.resume)
+    print(markdown(results))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

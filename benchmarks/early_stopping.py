@@ -142,7 +142,8 @@ def run(datasets, seeds, budget: dict, workdir: str, out: str | None = None, res
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.early_stopping", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", default=",".join(TABLES), help="comma-separated, from " + ", ".join(peers.DATASETS))
+    parser.add_argument("--datasets", help="comma-separated, from " + ", ".join(peers.DATASETS)
+                        + f" (default: {','.join(TABLES)}, or none when --data is given)")
     parser.add_argument("--data", metavar="PATH", nargs="+", default=[],
                         help="your own data too (a CSV table of classes or a folder of class folders of images)")
     parser.add_argument("--label", default=peers.LABEL, help="the label column of the --data tables")
@@ -162,12 +163,7 @@ def main(argv=None):
         with open(args.markdown) as f:
             print(markdown(json.load(f)))
         return
-    datasets = [d for d in args.datasets.split(",") if d]
-    unknown = [d for d in datasets if d not in peers.DATASETS]
-    if unknown:
-        parser.error(f"unknown dataset {', '.join(unknown)}: choose from {', '.join(peers.DATASETS)}, "
-                     "or give your own with --data")
-    datasets += [peers.own_dataset(path, args.label) for path in args.data]
+    datasets = peers.chosen_datasets(parser, args.datasets, args.data, args.label, TABLES)
     budget = peers.budget_of(args.models, args.trainers, args.replicas, args.max_epochs, args.patience)
     results = run(datasets, [int(s) for s in args.seeds.split(",")], budget, args.workdir, args.out, args.resume)
     print(markdown(results))

@@ -87,6 +87,18 @@ def own_dataset(path: str, label: str = LABEL) -> str:
     return name
 
 
+def chosen_datasets(parser: argparse.ArgumentParser, names: str | None, data: list[str], label: str,
+                    default) -> list[str]:
+    """--datasets (comma-separated names; `default` when not given, none when there is --data) and then the
+    user's own --data; an unknown name is a usage error."""
+    datasets = names.split(",") if names else ([] if data else list(default))
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        parser.error(f"unknown dataset {', '.join(unknown)}: choose from {', '.join(DATASETS)}, "
+                     "or give your own with --data")
+    return datasets + [own_dataset(path, label) for path in data]
+
+
 # -- data ----------------------------------------------------------------------------------------
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Features and integer labels; nothing is downloaded (scikit-learn's bundled sets, mnist1d's generator)."""
@@ -510,21 +522,20 @@ def per_seed(results: dict) -> str:
 
 
 def markdown(results: dict) -> str:
-    names = NAMES
     summary = results["summary"]
     rows = ["| dataset | tool | test accuracy (mean ± sd) | winner's parameters | wall s | models trained | epochs run |",
             "|---|---|---:|---:|---:|---:|---:|"]
     for dataset, tools in summary["table"].items():
-        for tool in (t for t in names if t in tools):
+        for tool in (t for t in NAMES if t in tools):
             s = tools[tool]
             wall = f"{s['wall_s']:.0f}" if tool in TOOLS else "(in ours)"
-            rows.append(f"| {dataset} | {names[tool]} | {s['test_accuracy']:.4f} ± {s['test_accuracy_sd']:.4f} | "
+            rows.append(f"| {dataset} | {NAMES[tool]} | {s['test_accuracy']:.4f} ± {s['test_accuracy_sd']:.4f} | "
                         f"{s['num_params']:,.0f} | {wall} | {s['trials']:.0f} | {s['epochs']:.0f} |")
     rows += ["", "| dataset | peer | accuracy: pushed − peer | parameters: pushed / peer | accuracy target | "
                  f"parameter target (≤ {PARAMS_TARGET:.0%}) |", "|---|---|---:|---:|---|---|"]
     seeds = len(results.get("settings", {}).get("seeds", []))
     for t in summary["targets"]:
-        rows.append(f"| {t['dataset']} | {names[t['peer']]} | {t['accuracy_gap']:+.4f} | {t['params_ratio']:.0%} | "
+        rows.append(f"| {t['dataset']} | {NAMES[t['peer']]} | {t['accuracy_gap']:+.4f} | {t['params_ratio']:.0%} | "
                     f"{verdict(t['accuracy_met'], t, seeds)} | {verdict(t['params_met'], t, seeds)} |")
     if results.get("partial"):
         rows += ["", "Not in the tables, not every tool done yet: " + "; ".join(results["partial"]) + "."]
@@ -660,12 +671,7 @@ def main(argv=None):
             print("\n" + per_seed(result))
         return
     budget = budget_of(args.models, args.trainers, args.replicas, args.max_epochs, args.patience)
-    datasets = args.datasets.split(",") if args.datasets else ([] if args.data else list(DATASETS))
-    unknown = [d for d in datasets if d not in DATASETS]
-    if unknown:
-        parser.error(f"unknown dataset {', '.join(unknown)}: choose from {', '.join(DATASETS)}, "
-                     "or give your own with --data")
-    datasets += [own_dataset(path, args.label) for path in args.data]
+    datasets = chosen_datasets(parser, args.datasets, args.data, args.label, DATASETS)
     results = run(datasets, [int(s) for s in args.seeds.split(",")], budget,
                   args.tools.split(","), args.workdir, args.out, resume=args.resume, peers_from=args.peers_from)
     print(markdown(results))

@@ -110,7 +110,7 @@ def run(datasets, seeds, budget: dict, workdir: str, out: str | None = None, res
     what is missing; the file is rewritten after every run."""
     import json
 
-    from benchmarks.report import machine, save_json
+    from benchmarks.report import keeper, machine, save_json
 
     kept = []
     if resume and out and os.path.exists(out):
@@ -122,11 +122,7 @@ def run(datasets, seeds, budget: dict, workdir: str, out: str | None = None, res
                "commit": peers._commit(), "settings": {"datasets": list(datasets), "seeds": list(seeds),
                                                       "budget": budget}, "runs": list(kept)}
 
-    def keep(result: dict):
-        results["runs"].append(result)
-        results["summary"] = summarize(results["runs"])
-        if out:
-            save_json(results, out)
+    keep = keeper(results, out, summarize)  # after every run
 
     for dataset in datasets:
         for seed in seeds:

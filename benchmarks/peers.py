@@ -558,7 +558,7 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
     """Every tool on every dataset and seed. `resume`: every result `out` holds for the same budget is kept
     (cells outside this grid too) and only the tools a cell lacks run, so a long benchmark that stopped goes on
     where it was; the file is rewritten after every tool's run, the kept results with it."""
-    from benchmarks.report import machine, save_json
+    from benchmarks.report import keeper, machine, save_json
 
     kept = finished_runs(out, budget, tools) if resume else []
     reused = earlier_peer_runs(peers_from, budget, tools)
@@ -566,11 +566,7 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
                "versions": _versions(), "settings": {"datasets": list(datasets), "seeds": list(seeds),
                                                      "budget": budget, "tools": list(tools)}, "runs": list(kept)}
 
-    def keep(result: dict):  # after every tool's run: a long run that stops still leaves what it measured
-        results["runs"].append(result)
-        results["summary"] = summarize(results["runs"])
-        if out:
-            save_json(results, out)
+    keep = keeper(results, out, summarize)  # after every tool's run
 
     for dataset in datasets:
         for seed in seeds:

@@ -22,6 +22,17 @@ def save_json(results: dict, path: str) -> None:
         json.dump(results, f, indent=1)
 
 
+def keeper(results: dict, out: str | None, summarize):
+    """keep(result): adds one run's result to `results`, summarizes them again and rewrites `out`, so that a
+    long benchmark that stops still leaves what it measured (its --resume goes on from there)."""
+    def keep(result: dict) -> None:
+        results["runs"].append(result)
+        results["summary"] = summarize(results["runs"])
+        if out:
+            save_json(results, out)
+    return keep
+
+
 def publish(results: dict, path: str, table: str) -> None:
     """Writes the results to `path` and prints their markdown table."""
     save_json(results, path)

@@ -30,8 +30,18 @@ def search_trials(output_dir: str) -> dict:
 
     store = TrialStore({"sqlite": os.path.join(output_dir, "trials.sqlite")})
     search = [t for t in store.trials(peers.STUDY) if t.kind == SEARCH]
-    return {"search_trials": len(search), "search_epochs": int(sum(t.metrics.get("epochs", 0) for t in search)),
+    return {"search_trials": len(search), "search_epochs": sum(len(t.curve or []) for t in search),
             "stopped": sum(t.state == STOPPED for t in search)}
+
+
+def recounted(result: dict, workdir: str) -> dict:
+    """An earlier run's counts read again from its trial store, when it is still in `workdir` (results written
+    before 2026-12-03 read epochs from the trials' metrics, which said 0 for a trial that kept its parent's
+    weights; the curves have every epoch)."""
+    output_dir = os.path.join(workdir, result["dataset"], f"seed{result['seed']}", result["rule"])
+    if not os.path.exists(os.path.join(output_dir, "trials.sqlite")):
+        return result
+    return {**result, **search_trials(output_dir)}
 
 
 def run_pair(dataset: str, seed: int, budget: dict, workdir: str, rules=RULES, on_result=None) -> list[dict]:
@@ -117,7 +127,7 @@ def run(datasets, seeds, budget: dict, workdir: str, out: str | None = None, res
         with open(out) as f:
             earlier = json.load(f)
         if earlier.get("settings", {}).get("budget") == budget:
-            kept = [r for r in earlier["runs"] if "error" not in r]
+            kept = [recounted(r, workdir) for r in earlier["runs"] if "error" not in r]
     results = {"benchmark": "early_stopping", "date": datetime.date.today().isoformat(), "machine": machine(),
                "commit": peers._commit(), "settings": {"datasets": list(datasets), "seeds": list(seeds),
                                                       "budget": budget}, "runs": list(kept)}

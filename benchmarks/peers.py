@@ -210,7 +210,7 @@ def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bo
 
     return {**scores(winner), "wall_s": wall, "trials": len(trained),
             "models": dict(collections.Counter(t.kind for t in trained)),
-            "epochs": int(sum(t.metrics.get("epochs", 0) for t in trained)),
+            "epochs": epochs_run(trained), "epochs_from": "curves",
             "search_s": max(t.finished for t in trained) - min(t.started for t in trained),
             "winner": "student" if summary["student"] else "best",
             "architecture": "+".join(b["name"] for b in winner["architecture"].get("blocks", [])) or "linear",
@@ -397,6 +397,29 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
     return results
 
 
+def epochs_run(trials) -> int:
+    """Every epoch the trials trained, read from their curves: their metrics' `epochs` said 0, in trial stores
+    written before 2026-12-03, for a trial that ended below its inherited weights and kept them."""
+    return sum(len(t.curve or []) for t in trials)
+
+
+def recount_epochs(result: dict, workdir: str) -> dict:
+    """An earlier result of ours with its epochs counted again from its trial store (`epochs_run`), when the
+    store still in `workdir` is that run's (same trial count and winner); otherwise the result as it is."""
+    from modelsearch.trialstore import ENSEMBLE, TrialStore
+
+    path = os.path.join(workdir, result["dataset"], f"seed{result['seed']}", "ours", "trials.sqlite")
+    if result["tool"] != "ours" or "error" in result or result.get("epochs_from") or not os.path.exists(path):
+        return result
+    trials = {t.trial_id: t for t in TrialStore({"sqlite": path}).trials(STUDY)}
+    trained = [t for t in trials.values() if t.kind != ENSEMBLE]
+    winner = trials.get(result.get("trial_id"))
+    if len(trained) != result["trials"] or winner is None or \
+            abs(winner.metrics.get("test_accuracy", -1) - result["test_accuracy"]) > 1e-6:
+        return result  # the store of another run (another budget) since
+    return {**result, "epochs": epochs_run(trained), "epochs_from": "curves"}
+
+
 def _line(r: dict) -> str:
     if "error" in r:
         return f"[peers] {r['dataset']} seed {r['seed']} {r['tool']}: FAILED {r['error']}"
@@ -560,7 +583,7 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
     where it was; the file is rewritten after every tool's run, the kept results with it."""
     from benchmarks.report import keeper, machine, save_json
 
-    kept = finished_runs(out, budget, tools) if resume else []
+    kept = [recount_epochs(r, workdir) for r in finished_runs(out, budget, tools)] if resume else []
     reused = earlier_peer_runs(peers_from, budget, tools)
     results = {"benchmark": "peers", "date": datetime.date.today().isoformat(), "machine": machine(),
                "versions": _versions(), "settings": {"datasets": list(datasets), "seeds": list(seeds),

@@ -34,6 +34,7 @@ TENSORBOARD_DIR = "tensorboard"  # under a trial's model directory: its TensorBo
 # trial store query (only what changed since the last one), and a trial completed a few seconds ago need not
 # be in the median yet.
 CURVES_REFRESH_SECONDS = 5.0
+KEPT_PARENT_WEIGHTS = "kept_parent_weights"  # a metric: 1.0 when training ended below the inherited weights
 # Batches per compiled call in a trial's fit and evaluations: for a small model, Keras's per-call Python and
 # dispatch overhead outweighs the step itself. The same steps in the same order (the results are identical);
 # only batch-level callbacks would see fewer calls, and none is used. Bounded so that a large model's call still
@@ -285,16 +286,17 @@ def train(trial: Trial, examples_dir: str, transform_dir: str, store: TrialStore
         blocks.compile_model(model, spec, task)  # plain loss and metrics for evaluation
     metrics = evaluate(model, val_data, "val", schema)
     if start is not None:
-        # A warm-started trial never ends worse on validation than the weights it inherited.
+        # A warm-started trial never ends worse on validation than the weights it inherited (it says so in
+        # kept_parent_weights; its epochs were still run, and count).
         trained = model.get_weights()
         model.set_weights(start)
         initial = evaluate(model, val_data, "val", schema)
         if objective.quality(initial) > objective.quality(metrics):
-            metrics, history.history["loss"] = initial, []
+            metrics = {**initial, KEPT_PARENT_WEIGHTS: 1.0}
         else:
             model.set_weights(trained)
     metrics.update(evaluate(model, test_data, "test", schema))
-    metrics["epochs"] = len(history.history["loss"])
+    metrics["epochs"] = len(history.history["loss"])  # epochs trained, as the curve has them
     check_finite(metrics)
     save_trial_model(model, spec, transform_dir, schema, model_dir)
     num_params = model.count_params()

@@ -247,3 +247,23 @@ def test_markdown_of_several_result_files_reports_their_runs_together(tmp_path):
     b.write_text(json.dumps({"settings": {"budget": {"models": 30}}, "runs": [result("mnist1d", "ours", 0.7)]}))
     with pytest.raises(SystemExit, match="different budgets"):
         peers.merged([str(a), str(b)])
+
+
+def test_epochs_are_recounted_from_the_curves_of_the_runs_own_store(tmp_path):
+    from modelsearch.trialstore import TrialStore
+
+    store = TrialStore({"sqlite": str(tmp_path / "breast_cancer" / "seed0" / "ours" / "trials.sqlite")})
+    spec = {"blocks": [], "head": "avg", "knobs": {}}
+    curve = [{"epoch": e, "loss": 1.0, "val_accuracy": 0.5} for e in (1, 2, 3)]
+    for accuracy, epochs in ((0.9, 3), (0.8, 0)):  # the second kept its parent's weights: 0 in its metrics
+        trial_id = store.start_trial(peers.STUDY, spec)
+        store.record_curve(trial_id, curve)
+        store.complete_trial(trial_id, {"test_accuracy": accuracy, "val_accuracy": 0.5, "epochs": epochs},
+                             num_params=10, num_inherited=0, model_uri="", train_seconds=1.0)
+    ours = {"dataset": "breast_cancer", "seed": 0, "tool": "ours", "trial_id": 1, "test_accuracy": 0.9,
+            "trials": 2, "epochs": 3}
+    assert peers.recount_epochs(ours, str(tmp_path)) == {**ours, "epochs": 6, "epochs_from": "curves"}
+    # Not this run's store (another winner, another trial count), or another tool: left as it is.
+    for other in ({**ours, "test_accuracy": 0.7}, {**ours, "trials": 8}, {**ours, "tool": "random_search"},
+                  {**ours, "seed": 1}):
+        assert peers.recount_epochs(other, str(tmp_path)) == other

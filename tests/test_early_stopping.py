@@ -324,3 +324,27 @@ def test_a_hopeless_trial_stops_early_and_is_evidence(quadrants):
     parents = {c.parent_id for c in candidates}
     assert None not in parents and hopeless.trial_id not in parents
     assert parents <= {t.trial_id for t in good}
+
+
+@pytest.mark.slow
+def test_a_child_that_training_made_worse_keeps_its_parents_weights_and_counts_its_epochs(quadrants):
+    from modelsearch.training import KEPT_PARENT_WEIGHTS, start_and_run
+    q = quadrants
+    store = TrialStore({"sqlite": str(q["root"] / "kept.sqlite")})  # no completed trials: no median rule
+
+    def train(name, knobs, parent_id=None):
+        spec = {"blocks": [{"name": "dense", "params": {"units": 16}}], "head": "avg", "knobs": knobs}
+        return start_and_run({"spec": spec, "seed": 1, "parent_id": parent_id}, q["examples"], q["transform"],
+                             store, "kept", q["config"], str(q["root"] / name))
+
+    parent = train("parent", KNOBS)
+    assert parent.state == COMPLETED and parent.metrics["val_accuracy"] > 0.8, parent.metrics
+    # The same architecture warm-started, then thrown about by a learning rate far too large for it (Adam: steps
+    # of about the learning rate, finite).
+    child = train("child", {**KNOBS, "learning_rate": 3.0}, parent.trial_id)
+    assert child.state == COMPLETED and child.num_inherited > 0, (child.state, child.error)
+    assert child.metrics.get(KEPT_PARENT_WEIGHTS) == 1.0, (parent.metrics, child.curve)
+    assert child.metrics["val_accuracy"] == pytest.approx(parent.metrics["val_accuracy"])
+    # The epochs it trained were run all the same: counted, as its curve has them.
+    assert child.metrics["epochs"] == len(child.curve) >= 1
+    assert KEPT_PARENT_WEIGHTS not in parent.metrics

@@ -52,7 +52,7 @@ def run_pair(dataset: str, seed: int, budget: dict, workdir: str, rules=RULES, o
         if os.path.exists(output_dir):
             import shutil
             shutil.rmtree(output_dir)
-        base = {"dataset": dataset, "seed": seed, "rule": rule}
+        base = {"dataset": dataset, "seed": seed, "rule": rule, "commit": peers._commit()}
         try:
             ours = peers.run_ours(data, output_dir, seed, budget, route=peers.route(dataset, "args", ()),
                                   label=peers.route(dataset, "label", peers.LABEL),

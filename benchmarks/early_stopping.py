@@ -30,7 +30,7 @@ def search_trials(output_dir: str) -> dict:
 
     store = TrialStore({"sqlite": os.path.join(output_dir, "trials.sqlite")})
     search = [t for t in store.trials(peers.STUDY) if t.kind == SEARCH]
-    return {"search_trials": len(search), "search_epochs": sum(len(t.curve or []) for t in search),
+    return {"search_trials": len(search), "search_epochs": peers.epochs_run(search),
             "stopped": sum(t.state == STOPPED for t in search)}
 
 
@@ -38,7 +38,7 @@ def recounted(result: dict, workdir: str) -> dict:
     """An earlier run's counts read again from its trial store, when it is still in `workdir` (results written
     before 2026-12-03 read epochs from the trials' metrics, which said 0 for a trial that kept its parent's
     weights; the curves have every epoch)."""
-    output_dir = os.path.join(workdir, result["dataset"], f"seed{result['seed']}", result["rule"])
+    output_dir = peers.cell_dir(workdir, result["dataset"], result["seed"], result["rule"])
     if not os.path.exists(os.path.join(output_dir, "trials.sqlite")):
         return result
     return {**result, **search_trials(output_dir)}
@@ -48,7 +48,7 @@ def run_pair(dataset: str, seed: int, budget: dict, workdir: str, rules=RULES, o
     data = peers.write_data(dataset, os.path.join(workdir, "data"))
     results = []
     for rule in rules:
-        output_dir = os.path.join(workdir, dataset, f"seed{seed}", rule)
+        output_dir = peers.cell_dir(workdir, dataset, seed, rule)
         if os.path.exists(output_dir):
             import shutil
             shutil.rmtree(output_dir)
@@ -109,7 +109,8 @@ def markdown(results: dict) -> str:
             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for s in results["summary"]:
         rows.append(f"| {s['dataset']} | {','.join(map(str, s['seeds']))} | {s['epochs_on']:.0f} / "
-                    f"{s['epochs_off']:.0f} | {s['epochs_ratio']:.2f} | {s['stopped']:.1f} | {s['search_s_ratio']:.2f} | "
+                    f"{s['epochs_off']:.0f} | {s['epochs_ratio']:.2f} | {s['stopped']:.1f} | "
+                    f"{s['search_s_ratio']:.2f} | "
                     f"{s['best_val_on']:.4f} / {s['best_val_off']:.4f} | "
                     f"{s['pushed_test_on']:.4f} / {s['pushed_test_off']:.4f} |")
     return "\n".join(rows)

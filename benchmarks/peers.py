@@ -347,6 +347,11 @@ def run_autokeras(splits: dict, num_classes: int, seed: int, budget: dict, direc
 
 
 # -- the benchmark -------------------------------------------------------------------------------
+def cell_dir(workdir: str, dataset: str, seed: int, part: str) -> str:
+    """Where a cell's run keeps its files: `part` is "ours", "peers" or another benchmark's variant."""
+    return os.path.join(workdir, dataset, f"seed{seed}", part)
+
+
 def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_process: bool = False,
              on_result=None) -> list[dict]:
     """Every tool on one dataset and seed: ours first (it writes the splits), then the peers on its splits.
@@ -355,7 +360,7 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
 
     base = {"dataset": dataset, "seed": seed, "commit": _commit()}
     data = write_data(dataset, os.path.join(workdir, "data"))
-    ours_dir = os.path.join(workdir, dataset, f"seed{seed}", "ours")
+    ours_dir = cell_dir(workdir, dataset, seed, "ours")
     results = []
 
     def record(result: dict):
@@ -385,7 +390,7 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
     num_classes = schema["task"]["num_classes"]
     for tool in peer_tools:
         keras.backend.clear_session()
-        directory = os.path.join(workdir, dataset, f"seed{seed}", "peers")
+        directory = cell_dir(workdir, dataset, seed, "peers")
         try:
             if tool == "autokeras":
                 outcome = run_autokeras(splits, num_classes, seed, budget, directory)
@@ -408,7 +413,7 @@ def recount_epochs(result: dict, workdir: str) -> dict:
     store still in `workdir` is that run's (same trial count and winner); otherwise the result as it is."""
     from modelsearch.trialstore import ENSEMBLE, TrialStore
 
-    path = os.path.join(workdir, result["dataset"], f"seed{result['seed']}", "ours", "trials.sqlite")
+    path = os.path.join(cell_dir(workdir, result["dataset"], result["seed"], "ours"), "trials.sqlite")
     if result["tool"] != "ours" or "error" in result or result.get("epochs_from") or not os.path.exists(path):
         return result
     trials = {t.trial_id: t for t in TrialStore({"sqlite": path}).trials(STUDY)}
@@ -537,9 +542,9 @@ def per_seed(results: dict) -> str:
         return "failed" if "error" in r else f"{r['test_accuracy']:.4f}, {r['num_params']:,}"
     for (dataset, seed), tools in sorted(cells.items()):
         ours = tools.get("ours")
-        pushed = (ours or {}).get("pushed") or ours
-        mine = ("failed" if ours and "error" in ours else "-") if not pushed or "error" in pushed else (
-            f"{pushed['test_accuracy']:.4f} ({pushed['val_accuracy']:.4f}), {pushed['num_params']:,}")
+        pushed = (ours.get("pushed") or ours) if ours and "error" not in ours else None
+        mine = (f"{pushed['test_accuracy']:.4f} ({pushed['val_accuracy']:.4f}), {pushed['num_params']:,}"
+                if pushed else cell(ours))
         rows.append(f"| {dataset} | {seed} | {mine} | " + " | ".join(cell(tools.get(t)) for t in PEERS) + " |")
     return "\n".join(rows)
 

@@ -169,7 +169,8 @@ class ModelSearch:
         """The study's trials as a pandas DataFrame, one row per trial, oldest first: trial_id, kind (search,
         replica, ensemble, student), state, number (a search trial's place in the study; -1 for the others),
         architecture (the block names joined by "+"; an ensemble's members), one column per metric (val_*,
-        test_*, objective, epochs, kept_parent_weights), num_params, parent_id, mutation, train_seconds, error (its last line)."""
+        test_*, objective, epochs, kept_parent_weights), num_params, parent_id, mutation, train_seconds, error
+        (its last line)."""
         import pandas as pd
 
         path = self._paths()["trial_store"]["sqlite"]

@@ -9,6 +9,10 @@ the search trials' epochs (the rule acts on search trials only), how many it sto
 best search trial (validation: what the beam chose on) and of the model the default push policy picks (test).
 
     uv run python -m benchmarks.early_stopping --models 30 --seeds 0,1,2 --out benchmarks/results/early_stopping.json
+
+The peers benchmark's runs of ours are runs with the rule (the default) on the same data, splits, seeds and budget:
+`--median-from peers.json` takes them (counted from their trial stores in `--peers-workdir`) and trains only the
+runs without it, half the work; their search time is then not compared (another time, another load).
 """
 from __future__ import annotations
 
@@ -39,9 +43,23 @@ def recounted(result: dict, workdir: str) -> dict:
     before 2026-12-03 read epochs from the trials' metrics, which said 0 for a trial that kept its parent's
     weights; the curves have every epoch)."""
     output_dir = peers.cell_dir(workdir, result["dataset"], result["seed"], result["rule"])
-    if not os.path.exists(os.path.join(output_dir, "trials.sqlite")):
+    if "from" in result or not os.path.exists(os.path.join(output_dir, "trials.sqlite")):
         return result
     return {**result, **search_trials(output_dir)}
+
+
+def from_peers(path: str, budget: dict, peers_workdir: str) -> list[dict]:
+    """The median rule's runs taken from a peers benchmark's file: its runs of ours are this benchmark's runs with
+    the rule (the default settings, the same data, splits, seed and budget), so each needs only its run without
+    the rule. A run counts only where its trial store is still in `peers_workdir` (the counts come from it)."""
+    results = []
+    for r in peers.finished_runs(path, budget, ("ours",)):
+        output_dir = peers.own_store(r, peers_workdir)
+        if output_dir:
+            results.append({"dataset": r["dataset"], "seed": r["seed"], "rule": "median", "commit": r["commit"],
+                            "from": os.path.basename(path), **search_trials(output_dir), "wall_s": r["wall_s"],
+                            "search_s": r["search_s"], "best": r["best"], "pushed": r["pushed"]})
+    return results
 
 
 def run_pair(dataset: str, seed: int, budget: dict, workdir: str, rules=RULES, on_result=None) -> list[dict]:
@@ -95,12 +113,19 @@ def summarize(runs: list[dict]) -> list[dict]:
             "epochs_on": mean(on, lambda r: r["search_epochs"]), "epochs_off": mean(off, lambda r: r["search_epochs"]),
             "epochs_ratio": sum(r["search_epochs"] for r in on) / sum(r["search_epochs"] for r in off),
             "stopped": mean(on, lambda r: r["stopped"]),
-            "search_s_ratio": sum(r["search_s"] for r in on) / sum(r["search_s"] for r in off),
+            "search_s_ratio": _time_ratio(on, off),
             "best_val_on": mean(on, lambda r: r["best"]["val_accuracy"]),
             "best_val_off": mean(off, lambda r: r["best"]["val_accuracy"]),
             "pushed_test_on": mean(on, lambda r: r["pushed"]["test_accuracy"]),
             "pushed_test_off": mean(off, lambda r: r["pushed"]["test_accuracy"])})
     return rows
+
+
+def _time_ratio(on: list[dict], off: list[dict]) -> float | None:
+    """Search time with the rule / without, over the pairs that ran one after the other (a run taken from the
+    peers benchmark ran at another time, under another load)."""
+    pairs = [(a, b) for a, b in zip(on, off) if "from" not in a and "from" not in b]
+    return sum(a["search_s"] for a, _ in pairs) / sum(b["search_s"] for _, b in pairs) if pairs else None
 
 
 def markdown(results: dict) -> str:
@@ -110,15 +135,17 @@ def markdown(results: dict) -> str:
     for s in results["summary"]:
         rows.append(f"| {s['dataset']} | {','.join(map(str, s['seeds']))} | {s['epochs_on']:.0f} / "
                     f"{s['epochs_off']:.0f} | {s['epochs_ratio']:.2f} | {s['stopped']:.1f} | "
-                    f"{s['search_s_ratio']:.2f} | "
+                    f"{'-' if s['search_s_ratio'] is None else format(s['search_s_ratio'], '.2f')} | "
                     f"{s['best_val_on']:.4f} / {s['best_val_off']:.4f} | "
                     f"{s['pushed_test_on']:.4f} / {s['pushed_test_off']:.4f} |")
     return "\n".join(rows)
 
 
-def run(datasets, seeds, budget: dict, workdir: str, out: str | None = None, resume: bool = False) -> dict:
-    """Both rules on every dataset and seed; `resume` keeps the runs `out` holds for this budget and runs only
-    what is missing; the file is rewritten after every run."""
+def run(datasets, seeds, budget: dict, workdir: str, out: str | None = None, resume: bool = False,
+        median_from=(), peers_workdir: str = "runs/bench-peers") -> dict:
+    """Both rules on every dataset and seed; `resume` keeps the runs `out` holds for this budget, `median_from`
+    takes the rule's runs from peers benchmark files (`from_peers`), and only what is missing runs; the file is
+    rewritten after every run."""
     import json
 
     from benchmarks.report import keeper, machine, save_json
@@ -129,6 +156,10 @@ def run(datasets, seeds, budget: dict, workdir: str, out: str | None = None, res
             earlier = json.load(f)
         if earlier.get("settings", {}).get("budget") == budget:
             kept = [recounted(r, workdir) for r in earlier["runs"] if "error" not in r]
+    for path in median_from:
+        have = {(r["dataset"], r["seed"], r["rule"]) for r in kept}
+        kept += [r for r in from_peers(path, budget, peers_workdir)
+                 if (r["dataset"], r["seed"], r["rule"]) not in have and r["dataset"] in datasets and r["seed"] in seeds]
     results = {"benchmark": "early_stopping", "date": datetime.date.today().isoformat(), "machine": machine(),
                "commit": peers._commit(), "settings": {"datasets": list(datasets), "seeds": list(seeds),
                                                       "budget": budget}, "runs": list(kept)}
@@ -163,6 +194,11 @@ def main(argv=None):
     parser.add_argument("--workdir", default="runs/bench-early-stopping", help="CSV files and our runs")
     parser.add_argument("--out", default="benchmarks/results/early_stopping.json", help="where the JSON goes")
     parser.add_argument("--resume", action="store_true", help="keep the runs --out holds for this budget")
+    parser.add_argument("--median-from", metavar="PEERS_JSON", nargs="+", default=[],
+                        help="take the runs with the rule from peers benchmark files of the same budget (their runs "
+                             "of ours), so only the runs without it train")
+    parser.add_argument("--peers-workdir", default="runs/bench-peers",
+                        help="that peers benchmark's --workdir (the trial stores its runs are counted from)")
     parser.add_argument("--markdown", metavar="JSON", help="only print the table of an earlier result file")
     args = parser.parse_args(argv)
     if args.markdown:
@@ -172,7 +208,11 @@ def main(argv=None):
         return
     datasets = peers.chosen_datasets(parser, args.datasets, args.data, args.label, TABLES)
     budget = peers.budget_of(args.models, args.trainers, args.replicas, args.max_epochs, args.patience)
-    results = run(datasets, [int(s) for s in args.seeds.split(",")], budget, args.workdir, args.out, args.resume)
+    for path in args.median_from:
+        if not os.path.exists(path):
+            parser.error(f"--median-from {path}: no such file; give a result file of benchmarks.peers")
+    results = run(datasets, [int(s) for s in args.seeds.split(",")], budget, args.workdir, args.out, args.resume,
+                  args.median_from, args.peers_workdir)
     print(markdown(results))
     print(f"wrote {args.out}")
 

@@ -41,3 +41,45 @@ def test_early_stopping_benchmark_runs_both_rules(tmp_path):
     # Resumed: both runs are kept and nothing trains again.
     again = early_stopping.run(["breast_cancer"], [0], budget, str(tmp_path / "work"), str(out), resume=True)
     assert again["runs"] == results["runs"]
+
+
+def test_time_ratio_only_over_pairs_that_ran_one_after_the_other():
+    taken = {**run(0, "median", 100, 4, 0.9, 0.8), "from": "peers_n30.json"}
+    runs = [taken, run(0, "none", 200, 0, 0.92, 0.82)]
+    (row,) = early_stopping.summarize(runs)
+    assert row["epochs_ratio"] == 0.5 and row["search_s_ratio"] is None
+    assert "| 0.50 | 4.0 | - |" in early_stopping.markdown({"summary": [row]})
+    (row,) = early_stopping.summarize(runs + [run(1, "median", 30, 1, 0.9, 0.8), run(1, "none", 60, 0, 0.9, 0.8)])
+    assert row["search_s_ratio"] == pytest.approx(3 / 6)  # seed 1's pair only
+
+
+def test_the_rules_runs_are_taken_from_the_peers_benchmarks_runs_of_ours(tmp_path):
+    from modelsearch.trialstore import TrialStore
+
+    budget = peers.budget_of(models=5, trainers=1, replicas=1, max_epochs=3, patience=1)
+    store = TrialStore({"sqlite": str(tmp_path / "bench-peers" / "digits" / "seed0" / "ours" / "trials.sqlite")})
+    for epochs in (3, 2):
+        trial_id = store.start_trial(peers.STUDY, {"blocks": [], "head": "avg", "knobs": {}})
+        store.record_curve(trial_id, [{"epoch": e, "loss": 1.0, "val_accuracy": 0.5} for e in range(1, epochs + 1)])
+        store.complete_trial(trial_id, {"test_accuracy": 0.9, "val_accuracy": 0.8, "epochs": epochs},
+                             num_params=10, num_inherited=0, model_uri="", train_seconds=1.0)
+    best = {"test_accuracy": 0.9, "val_accuracy": 0.8, "num_params": 10, "trial_id": 1}
+    ours = {"dataset": "digits", "seed": 0, "commit": "abc", "tool": "ours", "trial_id": 1, "test_accuracy": 0.9,
+            "trials": 2, "wall_s": 9.0, "search_s": 8.0, "best": best, "pushed": {**best, "kind": "search"}}
+    peers_file = tmp_path / "peers.json"
+    peers_file.write_text(json.dumps({"settings": {"budget": budget}, "runs": [ours, {**ours, "seed": 1}]}))
+    (taken,) = early_stopping.from_peers(str(peers_file), budget, str(tmp_path / "bench-peers"))  # seed 1: no store
+    assert taken == {"dataset": "digits", "seed": 0, "rule": "median", "commit": "abc", "from": "peers.json",
+                     "search_trials": 2, "search_epochs": 5, "stopped": 0, "wall_s": 9.0, "search_s": 8.0,
+                     "best": best, "pushed": ours["pushed"]}
+    other = peers.budget_of(models=8, trainers=1, replicas=1, max_epochs=3, patience=1)
+    assert early_stopping.from_peers(str(peers_file), other, str(tmp_path / "bench-peers")) == []
+    # With the run without the rule already in the file, the benchmark has its pair and trains nothing.
+    out = tmp_path / "es.json"
+    out.write_text(json.dumps({"settings": {"budget": budget},
+                               "runs": [{**run(0, "none", 10, 0, 0.8, 0.9), "dataset": "digits"}]}))
+    result = early_stopping.run(["digits"], [0], budget, str(tmp_path / "work"), str(out), resume=True,
+                                median_from=[str(peers_file)], peers_workdir=str(tmp_path / "bench-peers"))
+    assert [r["rule"] for r in result["runs"]] == ["none", "median"]  # seed 1 is not asked for
+    (row,) = result["summary"]
+    assert row["epochs_on"] == 5 and row["epochs_off"] == 10 and row["search_s_ratio"] is None

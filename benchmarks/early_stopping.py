@@ -146,16 +146,9 @@ def run(datasets, seeds, budget: dict, workdir: str, out: str | None = None, res
     """Both rules on every dataset and seed; `resume` keeps the runs `out` holds for this budget, `median_from`
     takes the rule's runs from peers benchmark files (`from_peers`), and only what is missing runs; the file is
     rewritten after every run."""
-    import json
-
     from benchmarks.report import keeper, machine, save_json
 
-    kept = []
-    if resume and out and os.path.exists(out):
-        with open(out) as f:
-            earlier = json.load(f)
-        if earlier.get("settings", {}).get("budget") == budget:
-            kept = [recounted(r, workdir) for r in earlier["runs"] if "error" not in r]
+    kept = [recounted(r, workdir) for r in peers.finished_runs(out, budget)] if resume else []
     for path in median_from:
         have = {(r["dataset"], r["seed"], r["rule"]) for r in kept}
         kept += [r for r in from_peers(path, budget, peers_workdir)

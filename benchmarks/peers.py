@@ -582,15 +582,16 @@ def markdown(results: dict) -> str:
     return "\n".join(rows)
 
 
-def finished_runs(out: str | None, budget: dict, tools) -> list[dict]:
-    """The successful runs an earlier result file holds for the same budget (a resumed benchmark keeps them)."""
+def finished_runs(out: str | None, budget: dict, tools=None) -> list[dict]:
+    """The successful runs (of `tools`, or all) an earlier result file holds for the same budget (a resumed
+    benchmark keeps them)."""
     if not out or not os.path.exists(out):
         return []
     with open(out) as f:
         earlier = json.load(f)
     if earlier.get("settings", {}).get("budget") != budget:
         return []
-    return [r for r in earlier.get("runs", []) if r["tool"] in tools and "error" not in r]
+    return [r for r in earlier.get("runs", []) if (tools is None or r["tool"] in tools) and "error" not in r]
 
 
 def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-peers", out: str | None = None,

@@ -152,7 +152,8 @@ def run(datasets, seeds, budget: dict, workdir: str, out: str | None = None, res
     for path in median_from:
         have = {(r["dataset"], r["seed"], r["rule"]) for r in kept}
         kept += [r for r in from_peers(path, budget, peers_workdir)
-                 if (r["dataset"], r["seed"], r["rule"]) not in have and r["dataset"] in datasets and r["seed"] in seeds]
+                 if (r["dataset"], r["seed"], "median") not in have and r["dataset"] in datasets
+                 and r["seed"] in seeds]
     results = {"benchmark": "early_stopping", "date": datetime.date.today().isoformat(), "machine": machine(),
                "commit": peers._commit(), "settings": {"datasets": list(datasets), "seeds": list(seeds),
                                                       "budget": budget}, "runs": list(kept)}

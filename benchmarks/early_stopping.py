@@ -29,11 +29,17 @@ TABLES = ("digits", "breast_cancer", "mnist1d")
 
 
 def search_trials(output_dir: str) -> dict:
-    """Epochs and counts of a run's search trials (not the replicas and students the exploit stages train)."""
-    from modelsearch.trialstore import SEARCH, STOPPED, TrialStore
+    """`search_counts` of the run in `output_dir`, from its trial store."""
+    from modelsearch.trialstore import TrialStore
 
-    store = TrialStore({"sqlite": os.path.join(output_dir, "trials.sqlite")})
-    search = [t for t in store.trials(peers.STUDY) if t.kind == SEARCH]
+    return search_counts(TrialStore({"sqlite": os.path.join(output_dir, "trials.sqlite")}).trials(peers.STUDY))
+
+
+def search_counts(trials) -> dict:
+    """Epochs and counts of a run's search trials (not the replicas and students the exploit stages train)."""
+    from modelsearch.trialstore import SEARCH, STOPPED
+
+    search = [t for t in trials if t.kind == SEARCH]
     return {"search_trials": len(search), "search_epochs": peers.epochs_run(search),
             "stopped": sum(t.state == STOPPED for t in search)}
 
@@ -54,10 +60,10 @@ def from_peers(path: str, budget: dict, peers_workdir: str) -> list[dict]:
     the rule. A run counts only where its trial store is still in `peers_workdir` (the counts come from it)."""
     results = []
     for r in peers.finished_runs(path, budget, ("ours",)):
-        output_dir = peers.own_store(r, peers_workdir)
-        if output_dir:
+        trials = peers.own_trials(r, peers_workdir)
+        if trials is not None:
             results.append({"dataset": r["dataset"], "seed": r["seed"], "rule": "median", "commit": r["commit"],
-                            "from": os.path.basename(path), **search_trials(output_dir), "wall_s": r["wall_s"],
+                            "from": os.path.basename(path), **search_counts(trials), "wall_s": r["wall_s"],
                             "search_s": r["search_s"], "best": r["best"], "pushed": r["pushed"]})
     return results
 

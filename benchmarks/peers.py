@@ -408,32 +408,30 @@ def epochs_run(trials) -> int:
     return sum(len(t.curve or []) for t in trials)
 
 
-def own_store(result: dict, workdir: str) -> str | None:
-    """The run directory in `workdir` of an earlier result of ours, when the trial store there is still that run's
-    (same trial count and winner); None when it is gone or another run's (another budget) since."""
+def own_trials(result: dict, workdir: str) -> list | None:
+    """The trials of an earlier result of ours, read from its trial store in `workdir` when that store is still
+    that run's (same trial count and winner); None when it is gone or another run's (another budget) since."""
     from modelsearch.trialstore import ENSEMBLE, TrialStore
 
-    output_dir = cell_dir(workdir, result["dataset"], result["seed"], "ours")
-    path = os.path.join(output_dir, "trials.sqlite")
+    path = os.path.join(cell_dir(workdir, result["dataset"], result["seed"], "ours"), "trials.sqlite")
     if result["tool"] != "ours" or "error" in result or not os.path.exists(path):
         return None
-    trials = {t.trial_id: t for t in TrialStore({"sqlite": path}).trials(STUDY)}
-    winner = trials.get(result.get("trial_id"))
-    if sum(t.kind != ENSEMBLE for t in trials.values()) != result["trials"] or winner is None or \
+    trials = TrialStore({"sqlite": path}).trials(STUDY)
+    winner = next((t for t in trials if t.trial_id == result.get("trial_id")), None)
+    if sum(t.kind != ENSEMBLE for t in trials) != result["trials"] or winner is None or \
             abs(winner.metrics.get("test_accuracy", -1) - result["test_accuracy"]) > 1e-6:
         return None
-    return output_dir
+    return trials
 
 
 def recount_epochs(result: dict, workdir: str) -> dict:
     """An earlier result of ours with its epochs counted again from its trial store (`epochs_run`), when the
     store still in `workdir` is that run's; otherwise the result as it is."""
-    from modelsearch.trialstore import ENSEMBLE, TrialStore
+    from modelsearch.trialstore import ENSEMBLE
 
-    output_dir = None if result.get("epochs_from") else own_store(result, workdir)
-    if output_dir is None:
+    trials = None if result.get("epochs_from") else own_trials(result, workdir)
+    if trials is None:
         return result
-    trials = TrialStore({"sqlite": os.path.join(output_dir, "trials.sqlite")}).trials(STUDY)
     return {**result, "epochs": epochs_run([t for t in trials if t.kind != ENSEMBLE]), "epochs_from": "curves"}
 
 

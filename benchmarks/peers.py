@@ -162,6 +162,26 @@ def pipeline_splits(output_dir: str) -> tuple[dict, dict]:
     return schema, {s: load_split(examples, s, schema) for s in ("train", "validation", "test")}
 
 
+def write_splits(data: str, output_dir: str, seed: int, route_args=(), label: str = LABEL) -> None:
+    """Only our Preprocess, as `modelsearch run` would run it on this data and seed: the splits every tool of a
+    cell trains on (a function of the data and the seed alone), where the result of ours is kept but its run's
+    files are gone (a resumed benchmark on another machine), instead of a whole search to get them again."""
+    from tfx.orchestration import metadata, pipeline as tfx_pipeline
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from modelsearch.data_versions import fingerprint
+    from pipelines.local_runner import PIPELINE_NAME, absolute, paths
+    from pipelines.pipeline import input_nodes
+
+    declared = dict(zip(route_args[::2], route_args[1::2]))  # the route's --input-kind/--input-shape
+    where = paths(output_dir)
+    LocalDagRunner().run(tfx_pipeline.Pipeline(
+        pipeline_name=PIPELINE_NAME, pipeline_root=where["pipeline_root"],
+        components=input_nodes(absolute(data), label, "classification", seed, fingerprint(data),
+                               declared.get("--input-kind", ""), declared.get("--input-shape", ""), None),
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(where["tfx_metadata"])))
+
+
 # -- ours ----------------------------------------------------------------------------------------
 def search_config(budget: dict) -> dict:
     config = {"max_epochs": budget["max_epochs"], "patience": budget["patience"],
@@ -372,17 +392,17 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
         if os.path.exists(ours_dir):
             import shutil
             shutil.rmtree(ours_dir)
-        try:
-            outcome = run_ours(data, ours_dir, seed, budget, in_process, route(dataset, "args", ()),
-                               route(dataset, "label", LABEL))
-        except RuntimeError as e:  # no splits for the peers either: the cell ends here
-            outcome = {"error": str(e)}
-        if "ours" in tools or "error" in outcome:  # (run only for its splits: the result of ours is kept already)
-            record({**base, "tool": "ours", **outcome})
+        if "ours" not in tools:  # the result of ours is kept already: only its splits are needed again
+            write_splits(data, ours_dir, seed, route(dataset, "args", ()), route(dataset, "label", LABEL))
         else:
-            print(_line({**base, "tool": "ours", **outcome}), file=sys.stderr, flush=True)
-        if "error" in outcome:
-            return results
+            try:
+                outcome = run_ours(data, ours_dir, seed, budget, in_process, route(dataset, "args", ()),
+                                   route(dataset, "label", LABEL))
+            except RuntimeError as e:  # no splits for the peers either: the cell ends here
+                outcome = {"error": str(e)}
+            record({**base, "tool": "ours", **outcome})
+            if "error" in outcome:
+                return results
     peer_tools = [t for t in tools if t in peers_of(dataset)]
     if not peer_tools:
         return results

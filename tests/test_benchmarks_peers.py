@@ -1,6 +1,8 @@
 """Benchmarks against the peers and of the pipeline's overhead: small-budget smoke runs (no timing asserts)."""
 import json
+import os
 
+import numpy as np
 import pytest
 
 from benchmarks import async_trainers, overhead, peers
@@ -78,6 +80,15 @@ def test_peers_smoke(tmp_path, monkeypatch):
     assert runs["ours"]["winner"] == "student"  # (2 epochs: no accuracy to expect of a first, linear trial)
     assert {t["peer"] for t in results["summary"]["targets"]} == set(peers.PEERS)
     assert "KerasTuner Hyperband" in peers.markdown(results)
+    # A resumed cell on a machine without the run's files gets the same splits from Preprocess alone.
+    ours_dir = peers.cell_dir(str(tmp_path / "work"), "cancer", 0, "ours")
+    _, searched = peers.pipeline_splits(ours_dir)
+    again = str(tmp_path / "splits-only")
+    peers.write_splits(peers.write_data("cancer", str(tmp_path / "work" / "data")), again, 0, (), "diagnosis")
+    _, written = peers.pipeline_splits(again)
+    for split in ("train", "validation", "test"):
+        assert all(np.array_equal(a, b) for a, b in zip(written[split], searched[split])), split
+    assert not os.path.exists(os.path.join(again, "trials.sqlite"))  # no search ran
 
 
 @pytest.mark.slow

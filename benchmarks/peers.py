@@ -183,6 +183,9 @@ def write_splits(data: str, output_dir: str, seed: int, route_args=(), label: st
 
 
 # -- ours ----------------------------------------------------------------------------------------
+STOPPED = (130, 143)  # `modelsearch run`'s exits on Ctrl-C and SIGTERM (pipelines/cli.py)
+
+
 def search_config(budget: dict) -> dict:
     config = {"max_epochs": budget["max_epochs"], "patience": budget["patience"],
               "ensemble": {"replicas": budget["replicas"]}}
@@ -212,6 +215,8 @@ def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bo
         with open(os.path.join(output_dir, "run.log"), "w") as log:
             code = subprocess.run([sys.executable, "-m", "pipelines.cli", *argv], stdout=log, stderr=log).returncode
     wall = time.perf_counter() - started
+    if code in STOPPED:  # stopped, not failed: no result to record (a resumed benchmark runs it again)
+        raise KeyboardInterrupt(f"modelsearch run was stopped (exit {code})")
     if code != 0:
         raise RuntimeError(f"modelsearch run exited {code}; see {output_dir}/run.log")
     with open(os.path.join(output_dir, "summary.json")) as f:

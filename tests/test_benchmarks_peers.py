@@ -278,3 +278,18 @@ def test_epochs_are_recounted_from_the_curves_of_the_runs_own_store(tmp_path):
     for other in ({**ours, "test_accuracy": 0.7}, {**ours, "trials": 8}, {**ours, "tool": "random_search"},
                   {**ours, "seed": 1}):
         assert peers.recount_epochs(other, str(tmp_path)) == other
+
+
+@pytest.mark.parametrize("code", peers.STOPPED)
+def test_a_stopped_run_of_ours_is_not_recorded_as_a_failure(tmp_path, monkeypatch, code):
+    """Ctrl-C or SIGTERM of `modelsearch run` (a session's end) stops the benchmark; only a real failure of
+    ours is a result (an "error" entry the resume would keep as the cell's outcome)."""
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, code))
+    budget = peers.budget_of(models=5, trainers=1, replicas=1, max_epochs=2, patience=1)
+    with pytest.raises(KeyboardInterrupt, match=f"exit {code}"):
+        peers.run_ours("data.csv", str(tmp_path / "ours"), 0, budget)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1))
+    with pytest.raises(RuntimeError, match="exited 1"):
+        peers.run_ours("data.csv", str(tmp_path / "ours"), 0, budget)

@@ -397,12 +397,12 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
         if os.path.exists(ours_dir):
             import shutil
             shutil.rmtree(ours_dir)
+        args, label = route(dataset, "args", ()), route(dataset, "label", LABEL)
         if "ours" not in tools:  # the result of ours is kept already: only its splits are needed again
-            write_splits(data, ours_dir, seed, route(dataset, "args", ()), route(dataset, "label", LABEL))
+            write_splits(data, ours_dir, seed, args, label)
         else:
             try:
-                outcome = run_ours(data, ours_dir, seed, budget, in_process, route(dataset, "args", ()),
-                                   route(dataset, "label", LABEL))
+                outcome = run_ours(data, ours_dir, seed, budget, in_process, args, label)
             except RuntimeError as e:  # no splits for the peers either: the cell ends here
                 outcome = {"error": str(e)}
             record({**base, "tool": "ours", **outcome})

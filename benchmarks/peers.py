@@ -196,9 +196,6 @@ def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bo
              route: tuple = (), label: str = LABEL, settings: dict | None = None) -> dict:
     """`modelsearch run` on the CSV (a fresh study); its student, best trial and ensemble with their scores.
     `settings`: config sections beside the budget's (another benchmark's variant, e.g. early stopping off)."""
-    from modelsearch.exploit import choose_winner
-    from modelsearch.trialstore import ENSEMBLE, TrialStore
-
     os.makedirs(output_dir, exist_ok=True)
     config = os.path.join(output_dir, "search.json")
     with open(config, "w") as f:
@@ -219,6 +216,14 @@ def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bo
         raise KeyboardInterrupt(f"modelsearch run was stopped (exit {code})")
     if code != 0:
         raise RuntimeError(f"modelsearch run exited {code}; see {output_dir}/run.log")
+    return ours_result(output_dir, wall)
+
+
+def ours_result(output_dir: str, wall: float) -> dict:
+    """The result of a finished run of ours, read from its files (its summary and trial store)."""
+    from modelsearch.exploit import choose_winner
+    from modelsearch.trialstore import ENSEMBLE, TrialStore
+
     with open(os.path.join(output_dir, "summary.json")) as f:
         summary = json.load(f)
     trials = {t.trial_id: t for t in TrialStore({"sqlite": os.path.join(output_dir, "trials.sqlite")}).trials(STUDY)}

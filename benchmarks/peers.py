@@ -40,6 +40,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from pipelines.cli import EXIT_INTERRUPTED, EXIT_TERMINATED  # noqa: E402  (light: no TensorFlow)
+
 DATASETS = ("digits", "breast_cancer", "mnist1d", "digits-images", "mnist1d-sequence")
 TOOLS = ("ours", "random_search", "hyperband", "autokeras")
 PEERS = TOOLS[1:]
@@ -183,7 +185,6 @@ def write_splits(data: str, output_dir: str, seed: int, route_args=(), label: st
 
 
 # -- ours ----------------------------------------------------------------------------------------
-STOPPED = (130, 143)  # `modelsearch run`'s exits on Ctrl-C and SIGTERM (pipelines/cli.py)
 
 
 def search_config(budget: dict) -> dict:
@@ -212,7 +213,7 @@ def run_ours(data: str, output_dir: str, seed: int, budget: dict, in_process: bo
         with open(os.path.join(output_dir, "run.log"), "w") as log:
             code = subprocess.run([sys.executable, "-m", "pipelines.cli", *argv], stdout=log, stderr=log).returncode
     wall = time.perf_counter() - started
-    if code in STOPPED:  # stopped, not failed: no result to record (a resumed benchmark runs it again)
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):  # stopped, not failed: no result to record (a resumed benchmark runs it again)
         raise KeyboardInterrupt(f"modelsearch run was stopped (exit {code})")
     if code != 0:
         raise RuntimeError(f"modelsearch run exited {code}; see {output_dir}/run.log")

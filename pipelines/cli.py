@@ -77,6 +77,7 @@ def check_output_dir(output_dir: str) -> None:
 
 
 RESUME = "run the same command again to resume"
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # the shell's codes for Ctrl-C and SIGTERM (128 + signal number)
 
 
 class Terminated(KeyboardInterrupt):
@@ -290,7 +291,7 @@ def _guarded(args) -> int:
     except KeyboardInterrupt as e:
         if not getattr(e, "reported", False):
             print(f"[modelsearch] stopped before the search began; {RESUME}", file=sys.stderr, flush=True)
-        return 143 if isinstance(e, Terminated) else 130
+        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
     except BrokenPipeError:  # `modelsearch trials ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
         return 141

@@ -280,7 +280,7 @@ def test_epochs_are_recounted_from_the_curves_of_the_runs_own_store(tmp_path):
         assert peers.recount_epochs(other, str(tmp_path)) == other
 
 
-@pytest.mark.parametrize("code", peers.STOPPED)
+@pytest.mark.parametrize("code", (peers.EXIT_INTERRUPTED, peers.EXIT_TERMINATED))
 def test_a_stopped_run_of_ours_is_not_recorded_as_a_failure(tmp_path, monkeypatch, code):
     """Ctrl-C or SIGTERM of `modelsearch run` (a session's end) stops the benchmark; only a real failure of
     ours is a result (an "error" entry the resume would keep as the cell's outcome)."""

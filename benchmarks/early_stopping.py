@@ -78,7 +78,7 @@ def run_pair(dataset: str, seed: int, budget: dict, workdir: str, rules=RULES, o
             shutil.rmtree(output_dir)
         base = {"dataset": dataset, "seed": seed, "rule": rule, "commit": peers._commit()}
         try:
-            ours = peers.run_ours(data, output_dir, seed, budget, route=peers.route(dataset, "args", ()),
+            ours = peers.run_ours(data, output_dir, seed, budget, route=peers.route_args(dataset),
                                   label=peers.route(dataset, "label", peers.LABEL),
                                   settings={"early_stopping": {"rule": rule}})
             result = {**base, **search_trials(output_dir), "wall_s": ours["wall_s"],

@@ -51,7 +51,7 @@ PEERS = TOOLS[1:]
 # spaces take the 40 values as a table either way): it is compared with mnist1d's peers on the same rows.
 ROUTES = {
     "digits-images": {"peers": ("autokeras",)},
-    "mnist1d-sequence": {"data": "mnist1d", "args": ["--input-kind", "sequence", "--input-shape", "40"],
+    "mnist1d-sequence": {"data": "mnist1d", "input_kind": "sequence", "input_shape": "40",
                          "peers": (), "compared_with": "mnist1d"},
 }
 LABEL = "label"
@@ -65,6 +65,12 @@ PARAMS_TARGET = 0.6  # ours must have at most this fraction of a peer's winner's
 def route(dataset: str, key: str, default=None):
     """One setting of a dataset's route (ROUTES); `default` for a plain table."""
     return ROUTES.get(dataset, {}).get(key, default)
+
+
+def route_args(dataset: str) -> list[str]:
+    """The `modelsearch run` arguments that declare the route's input (none for a plain table)."""
+    return [arg for key in ("input_kind", "input_shape") if route(dataset, key)
+            for arg in (f"--{key.replace('_', '-')}", route(dataset, key))]
 
 
 def own_dataset(path: str, label: str = LABEL) -> str:
@@ -164,7 +170,7 @@ def pipeline_splits(output_dir: str) -> tuple[dict, dict]:
     return schema, {s: load_split(examples, s, schema) for s in ("train", "validation", "test")}
 
 
-def write_splits(data: str, output_dir: str, seed: int, route_args=(), label: str = LABEL) -> None:
+def write_splits(data: str, output_dir: str, seed: int, dataset: str) -> None:
     """Only our Preprocess, as `modelsearch run` would run it on this data and seed: the splits every tool of a
     cell trains on (a function of the data and the seed alone), where the result of ours is kept but its run's
     files are gone (a resumed benchmark on another machine), instead of a whole search to get them again."""
@@ -175,12 +181,12 @@ def write_splits(data: str, output_dir: str, seed: int, route_args=(), label: st
     from pipelines.local_runner import PIPELINE_NAME, absolute, paths
     from pipelines.pipeline import input_nodes
 
-    declared = dict(zip(route_args[::2], route_args[1::2]))  # the route's --input-kind/--input-shape
     where = paths(output_dir)
     LocalDagRunner().run(tfx_pipeline.Pipeline(
         pipeline_name=PIPELINE_NAME, pipeline_root=where["pipeline_root"],
-        components=input_nodes(absolute(data), label, "classification", seed, fingerprint(data),
-                               declared.get("--input-kind", ""), declared.get("--input-shape", ""), None),
+        components=input_nodes(absolute(data), route(dataset, "label", LABEL), "classification", seed,
+                               fingerprint(data), route(dataset, "input_kind", ""), route(dataset, "input_shape", ""),
+                               None),
         metadata_connection_config=metadata.sqlite_metadata_connection_config(where["tfx_metadata"])))
 
 
@@ -403,12 +409,12 @@ def run_cell(dataset: str, seed: int, budget: dict, tools, workdir: str, in_proc
         if os.path.exists(ours_dir):
             import shutil
             shutil.rmtree(ours_dir)
-        args, label = route(dataset, "args", ()), route(dataset, "label", LABEL)
         if "ours" not in tools:  # the result of ours is kept already: only its splits are needed again
-            write_splits(data, ours_dir, seed, args, label)
+            write_splits(data, ours_dir, seed, dataset)
         else:
             try:
-                outcome = run_ours(data, ours_dir, seed, budget, in_process, args, label)
+                outcome = run_ours(data, ours_dir, seed, budget, in_process, route_args(dataset),
+                                   route(dataset, "label", LABEL))
             except RuntimeError as e:  # no splits for the peers either: the cell ends here
                 outcome = {"error": str(e)}
             record({**base, "tool": "ours", **outcome})

@@ -84,7 +84,7 @@ def test_peers_smoke(tmp_path, monkeypatch):
     ours_dir = peers.cell_dir(str(tmp_path / "work"), "cancer", 0, "ours")
     _, searched = peers.pipeline_splits(ours_dir)
     again = str(tmp_path / "splits-only")
-    peers.write_splits(peers.write_data("cancer", str(tmp_path / "work" / "data")), again, 0, (), "diagnosis")
+    peers.write_splits(peers.write_data("cancer", str(tmp_path / "work" / "data")), again, 0, "cancer")
     _, written = peers.pipeline_splits(again)
     for split in ("train", "validation", "test"):
         assert all(np.array_equal(a, b) for a, b in zip(written[split], searched[split])), split
@@ -188,6 +188,9 @@ def test_routes_run_their_own_peers_and_compare_with_their_rows():
     assert peers.runs_on("digits-images", peers.TOOLS) == ["ours", "autokeras"]
     assert peers.runs_on("mnist1d-sequence", peers.TOOLS) == ["ours"]
     assert peers.runs_on("digits", peers.TOOLS) == list(peers.TOOLS)
+    # The sequence route declares its input to `modelsearch run`; a plain table declares nothing.
+    assert peers.route_args("mnist1d-sequence") == ["--input-kind", "sequence", "--input-shape", "40"]
+    assert peers.route_args("digits") == []
 
     def run(dataset, tool, accuracy, params):
         return {"dataset": dataset, "seed": 0, "tool": tool, "test_accuracy": accuracy, "num_params": params,

@@ -638,9 +638,12 @@ def run(datasets, seeds, budget: dict, tools=TOOLS, workdir: str = "runs/bench-p
 
     kept = [recount_epochs(r, workdir) for r in finished_runs(out, budget, tools)] if resume else []
     reused = earlier_peer_runs(peers_from, budget, tools)
+    # The settings name every cell the file holds, the kept ones too: --markdown asks for a verdict at that many seeds.
+    grid = {"datasets": list(dict.fromkeys([*datasets, *(r["dataset"] for r in kept)])),
+            "seeds": sorted({*seeds, *(r["seed"] for r in kept)})}
     results = {"benchmark": "peers", "date": datetime.date.today().isoformat(), "machine": machine(),
-               "versions": _versions(), "settings": {"datasets": list(datasets), "seeds": list(seeds),
-                                                     "budget": budget, "tools": list(tools)}, "runs": list(kept)}
+               "versions": _versions(), "settings": {**grid, "budget": budget, "tools": list(tools)},
+               "runs": list(kept)}
 
     keep = keeper(results, out, summarize)  # after every tool's run
 

@@ -164,6 +164,9 @@ def test_resume_keeps_every_result_and_runs_only_what_a_cell_lacks(tmp_path, mon
     monkeypatch.setattr(peers, "run_cell", run_cell)
     results = peers.run(["digits-images"], [0, 1], budget, workdir=str(tmp_path / "work"), out=str(out), resume=True)
     assert asked == [("digits-images", 0, ["ours"]), ("digits-images", 1, ["ours", "autokeras"])]
+    # The file's settings name the kept cells too, not only the last command's grid.
+    assert {k: results["settings"][k] for k in ("datasets", "seeds")} == {
+        "datasets": ["digits-images", "digits"], "seeds": [0, 1]}
     assert all(r in saved[-1] for r in done)  # a stop in a later cell loses nothing kept (the digits cell too)
     assert sorted((r["dataset"], r["seed"], r["tool"]) for r in results["runs"]) == sorted(
         [(r["dataset"], r["seed"], r["tool"]) for r in done]
